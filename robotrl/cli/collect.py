@@ -1,0 +1,35 @@
+"""``robotrl-collect``: roll out a scripted expert (bundled or Meta-World) into a robomimic HDF5 file."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from robotrl.cli import CONF_DIR  # noqa: E402
+
+
+@hydra.main(config_path=CONF_DIR, config_name="collect", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from robotrl.engine.collect import collect_demos
+    from robotrl.engine.policy_trainer import env_config
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    summary = collect_demos(
+        env_config(c["env"]),
+        n_episodes=int(c["n_episodes"]),
+        path=c["output"],
+        keep=c["keep"],
+        noise=float(c["noise"]),
+        suboptimal=bool(c["suboptimal"]),
+        seed=int(c["seed"]),
+        progress=bool(c["progress"]),
+    )
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""``robotrl-train``: train a policy (collecting demos first if needed), evaluate it, checkpoint it."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from robotrl.cli import CONF_DIR  # noqa: E402
+
+
+@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from robotrl.engine.policy_trainer import train_policy
+
+    out = train_policy(cfg)
+    print(json.dumps(out, indent=2))
+    print(f"success rate: {out['success_rate']:.3f} over {out['n_episodes']} episodes")
+
+
+if __name__ == "__main__":
+    main()

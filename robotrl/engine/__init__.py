@@ -1,0 +1,1 @@
+"""Training loops, evaluation, checkpoints and logging shared by every method."""
