@@ -17,6 +17,11 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
   fi
 fi
 
+# ROS 1 (Debian's ros-core + rospy) for robotrl.hw and its tests.
+if [ -f scripts/install_ros.sh ] && [ "${ROBOTRL_SKIP_ROS:-0}" != 1 ]; then
+  bash scripts/install_ros.sh
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "[install] creating .venv with $($PY --version)"
   $PY -m venv .venv

@@ -14,6 +14,12 @@ from robotrl.cli import CONF_DIR  # noqa: E402
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if cfg.get("algo") is not None:  # RL (offline / online) instead of imitation
+        from robotrl.engine.rl_trainer import train_algo
+
+        out = train_algo(cfg)
+        print(json.dumps(out, indent=2, default=str))
+        return
     from robotrl.engine.policy_trainer import train_policy
 
     out = train_policy(cfg)

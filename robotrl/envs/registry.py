@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -259,6 +260,9 @@ def make_env(cfg: Any, **overrides: Any) -> gym.Env:
             f"unknown suite {suite!r} for id {c.id!r}; known suites: {', '.join(SUITES)}"
         )
     spec = SUITES[suite]
+    if c.image or c.render_mode == "rgb_array":
+        # headless offscreen rendering; must be chosen before MuJoCo creates a GL context
+        os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         module = importlib.import_module(spec.module)
     except ImportError as e:  # an optional suite that is not installed

@@ -4,7 +4,7 @@
   in ``[-1, 1]``: delta position, delta axis-angle, gripper), 20 Hz, horizon 500.
 * ``state`` = ``robot0_proprio-state`` ++ ``object-state``; ``proprio`` = ``robot0_proprio-state``.
 * ``image=True`` adds ``"agentview_image"`` (flipped upright; robosuite renders OpenGL-style
-  bottom-up). Offscreen rendering needs ``MUJOCO_GL=egl`` (set here when unset).
+  bottom-up), without shadows/reflections for speed (``kwargs.fast_render=False`` keeps them). Offscreen rendering needs ``MUJOCO_GL=egl`` (set here when unset).
 * ``info["is_success"]`` = ``env._check_success()``. Episodes truncate at the horizon; they never
   terminate. ``reward_type="dense"`` turns on robosuite's reward shaping (default sparse).
 * Seeding: robosuite places objects with the global ``np.random``; ``reset(seed=...)`` seeds a
@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robotrl.envs.suites import dict_obs_space, f32, resize_image
+from robotrl.envs.suites import dict_obs_space, disable_shadows, f32
 
 TASKS = ("Lift", "PickPlaceCan", "NutAssemblySquare")
 
@@ -42,6 +42,7 @@ class RobosuiteEnv(gym.Env):
         robots: str = "Panda",
         camera_name: str = "agentview",
         render_size: int = 256,
+        fast_render: bool = True,
         **kwargs: Any,
     ):
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -78,6 +79,9 @@ class RobosuiteEnv(gym.Env):
             hard_reset=kwargs.pop("hard_reset", False),
             **kwargs,
         )
+        ctx = getattr(self._env.sim, "_render_context_offscreen", None)
+        if self._image and fast_render and ctx is not None:
+            disable_shadows(ctx.scn)
         low, high = self._env.action_spec
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         saved = np.random.get_state()
