@@ -3,8 +3,10 @@
 The windowing rule is Diffusion Policy's: in an episode of length ``L`` the windows start at
 ``-pad_before, ..., L - sequence_length + pad_after`` (one window per start), and a step of a
 window that falls outside the episode repeats the episode's first (before) or last (after)
-step. With ``pad_before = n_obs_steps - 1`` and ``pad_after = n_action_steps - 1`` every step of
-every episode can be the "current" observation of some window (``docs/conventions.md``).
+step. With ``pad_before = n_obs_steps - 1`` and ``pad_after = n_action_steps - 1``
+(``docs/conventions.md``) the "current" observation (window index ``To - 1``) runs over steps
+``0 .. L - H + To + Ta - 2`` of each episode: all of them when ``H = To + Ta - 1``, and the last
+``H - To - Ta + 1`` steps are never current when the horizon is longer (as in Diffusion Policy).
 An episode with fewer than ``sequence_length - pad_before - pad_after`` steps has no window.
 
 The index table (one row per window: start/end rows in the store, start/end offsets inside the

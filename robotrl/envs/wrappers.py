@@ -167,25 +167,24 @@ class VideoRecorder:
         self.closed = True
         if not self.frames:
             return None
-        import imageio.v2 as imageio
+        import imageio_ffmpeg
 
         from robotrl.utils.atomic import atomic_path
 
         h = max(f.shape[0] for f in self.frames)
         w = max(f.shape[1] for f in self.frames)
         h, w = h + h % 2, w + w % 2
-        frames = []
-        for f in self.frames:
-            pad = ((0, h - f.shape[0]), (0, w - f.shape[1]), (0, 0))
-            frames.append(np.pad(f, pad) if any(p[1] for p in pad) else f)
         with atomic_path(self.path) as tmp:
-            writer = imageio.get_writer(
-                tmp, format="FFMPEG", mode="I", fps=self.fps, codec="libx264", macro_block_size=1,
-                pixelformat="yuv420p",
+            writer = imageio_ffmpeg.write_frames(
+                str(tmp), (w, h), fps=self.fps, codec="libx264", pix_fmt_out="yuv420p",
+                macro_block_size=1, output_params=["-f", "mp4"],
             )
+            writer.send(None)  # start the ffmpeg process
             try:
-                for f in frames:
-                    writer.append_data(f)
+                for f in self.frames:
+                    pad = ((0, h - f.shape[0]), (0, w - f.shape[1]), (0, 0))
+                    f = np.pad(f, pad) if pad[0][1] or pad[1][1] else f
+                    writer.send(np.ascontiguousarray(f, dtype=np.uint8))
             finally:
                 writer.close()
         return self.path

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 _JIT = dict(cache=True, nogil=True, fastmath=False)
 
@@ -89,32 +91,77 @@ def uniform_indices(s, idx, n_live):
 
 
 # -------------------------------------------------------------------------------------- gathers
-@nb.njit(**_JIT)
-def _copy_row(dst, d0, src, s0, nbytes):
-    for c in range(nbytes):
-        dst[d0 + c] = src[s0 + c]
+@intrinsic
+def _copy_row(typingctx, dst, d0, src, s0, nbytes):
+    """``memcpy(dst.data + d0, src.data + s0, nbytes)`` for flat uint8 arrays (byte offsets).
+
+    An LLVM memcpy: indexing byte by byte costs numba's negative-index checks on every byte and
+    is 5-20x slower for the short rows of low-dimensional fields.
+    """
+    sig = types.void(dst, d0, src, s0, nbytes)
+
+    def codegen(context, builder, signature, args):
+        dst_, d0_, src_, s0_, n_ = args
+        da = context.make_array(signature.args[0])(context, builder, dst_)
+        sa = context.make_array(signature.args[2])(context, builder, src_)
+        cgutils.raw_memcpy(builder, builder.gep(da.data, [d0_]), builder.gep(sa.data, [s0_]), n_, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
-def _nstep_impl(idx, row0, n, gamma, capacity, reward, terminated, truncated, next_ptr,
-                buf, f_base, f_rb, out, o_base, obs_f, side, s_base, side_rows, no_base,
+def _copy_fields(src_slot, row0, buf, f_base, f_rb, f_copy, out, o_base):
+    """Field-major gather: for each field, copy row ``src_slot[b]`` to output row ``row0 + b``.
+    Looping fields outside keeps the loads of one loop independent, so many cache misses are in
+    flight at once (about 1.7x faster than row-major on a 1M-slot buffer)."""
+    for jf in range(f_copy.shape[0]):
+        f = f_copy[jf]
+        rb = f_rb[f]
+        fb = f_base[f]
+        ob = o_base[f] + row0 * rb
+        for b in nb.prange(src_slot.shape[0]):
+            _copy_row(out, ob + b * rb, buf, fb + src_slot[b] * rb, rb)
+
+
+def _copy_next(nxt_slot, side_row, row0, buf, f_base, f_rb, obs_f, side, s_base, out, no_base):
+    """Next observations: from slot ``nxt_slot[b]`` of the main storage, or from row
+    ``side_row[b]`` of the side storage where that is ``>= 0``."""
+    for jj in range(obs_f.shape[0]):
+        f = obs_f[jj]
+        rb = f_rb[f]
+        fb = f_base[f]
+        sb = s_base[jj]
+        ob = no_base[jj] + row0 * rb
+        for b in nb.prange(nxt_slot.shape[0]):
+            sr = side_row[b]
+            if sr >= 0:
+                _copy_row(out, ob + b * rb, side, sb + sr * rb, rb)
+            else:
+                _copy_row(out, ob + b * rb, buf, fb + nxt_slot[b] * rb, rb)
+
+
+def _nstep_impl(rng, n_live, idx, row0, n, gamma, capacity, reward, terminated, truncated, next_ptr,
+                buf, f_base, f_rb, f_copy, out, o_base, obs_f, side, s_base, side_rows, no_base,
                 out_reward, out_term, out_trunc, out_disc):
-    """Gather slots ``idx`` with n-step returns.
+    """Gather slots ``idx`` with n-step returns into output rows ``row0 ..``.
 
     From slot ``i`` walk at most ``n`` steps forward; stop after a terminated step (discount 0),
     or at a segment end (truncation, stream break, newest transition) or after ``n`` steps
     (discount ``gamma**k`` for a ``k``-step return, bootstrapping from the next observation of
     the last step). ``n == 1`` is the plain one-step transition with ``discount = gamma *
-    (1 - terminated)``.
+    (1 - terminated)``. With ``n_live > 0`` the slots are first drawn uniformly from
+    ``[0, n_live)`` into ``idx`` (one call for index generation and gather). ``f_copy`` lists
+    the fields copied verbatim (all but reward / terminated / truncated, which the walk writes).
     """
-    nf = f_base.shape[0]
-    no = obs_f.shape[0]
-    for b in nb.prange(idx.shape[0]):
-        i = idx[b]
+    B = idx.shape[0]
+    if n_live > 0:
+        for b in range(B):
+            idx[b] = rng_below(rng, n_live)
+    nxt_slot = np.empty(B, dtype=np.int64)
+    side_row = np.empty(B, dtype=np.int64)
+    for b in nb.prange(B):
         r = row0 + b
-        for f in range(nf):
-            rb = f_rb[f]
-            _copy_row(out, o_base[f] + r * rb, buf, f_base[f] + i * rb, rb)
-        j = i
+        j = idx[b]
         ret = 0.0
         g = 1.0
         term = False
@@ -134,36 +181,28 @@ def _nstep_impl(idx, row0, n, gamma, capacity, reward, terminated, truncated, ne
         out_trunc[r] = truncated[j] and not term
         out_disc[r] = 0.0 if term else g
         p = next_ptr[j]
-        if p >= 0:
-            srow = p % side_rows
-            for jj in range(no):
-                rb = f_rb[obs_f[jj]]
-                _copy_row(out, no_base[jj] + r * rb, side, s_base[jj] + srow * rb, rb)
-        else:
-            nxt = j + 1
-            if nxt == capacity:
-                nxt = 0
-            for jj in range(no):
-                f = obs_f[jj]
-                rb = f_rb[f]
-                _copy_row(out, no_base[jj] + r * rb, buf, f_base[f] + nxt * rb, rb)
+        side_row[b] = p % side_rows if p >= 0 else -1
+        nxt_slot[b] = j + 1 if j + 1 < capacity else 0
+    _copy_fields(idx, row0, buf, f_base, f_rb, f_copy, out, o_base)
+    _copy_next(nxt_slot, side_row, row0, buf, f_base, f_rb, obs_f, side, s_base, out, no_base)
 
 
-gather_nstep = nb.njit(**_JIT)(_nstep_impl)
-gather_nstep_parallel = nb.njit(parallel=True, **_JIT)(_nstep_impl)
-
-
-def _sequence_impl(idx, row0, T, capacity, next_ptr, buf, f_base, f_rb, out, o_base, obs_f,
-                   side, s_base, side_rows, no_base, mask):
+def _sequence_impl(rng, n_live, idx, row0, T, capacity, next_ptr, buf, f_base, f_rb, f_all, out, o_base,
+                   obs_f, side, s_base, side_rows, no_base, mask):
     """Gather windows of ``T`` consecutive steps starting at slots ``idx``.
 
     A window never crosses a segment end: the steps after the end of the start's episode are
     filled with copies of the last valid step and get ``mask = False``. Output rows are
-    ``(row0 + b) * T + t``.
+    ``(row0 + b) * T + t``. With ``n_live > 0`` the start slots are drawn uniformly first.
     """
-    nf = f_base.shape[0]
-    no = obs_f.shape[0]
-    for b in nb.prange(idx.shape[0]):
+    B = idx.shape[0]
+    if n_live > 0:
+        for b in range(B):
+            idx[b] = rng_below(rng, n_live)
+    src = np.empty(B * T, dtype=np.int64)
+    nxt_slot = np.empty(B * T, dtype=np.int64)
+    side_row = np.empty(B * T, dtype=np.int64)
+    for b in nb.prange(B):
         j = idx[b]
         valid = True
         for t in range(T):
@@ -174,29 +213,40 @@ def _sequence_impl(idx, row0, T, capacity, next_ptr, buf, f_base, f_rb, out, o_b
                     j += 1
                     if j == capacity:
                         j = 0
-            r = (row0 + b) * T + t
-            mask[r] = valid
-            for f in range(nf):
-                rb = f_rb[f]
-                _copy_row(out, o_base[f] + r * rb, buf, f_base[f] + j * rb, rb)
+            q = b * T + t
+            mask[row0 * T + q] = valid
+            src[q] = j
             p = next_ptr[j]
-            if p >= 0:
-                srow = p % side_rows
-                for jj in range(no):
-                    rb = f_rb[obs_f[jj]]
-                    _copy_row(out, no_base[jj] + r * rb, side, s_base[jj] + srow * rb, rb)
-            else:
-                nxt = j + 1
-                if nxt == capacity:
-                    nxt = 0
-                for jj in range(no):
-                    f = obs_f[jj]
-                    rb = f_rb[f]
-                    _copy_row(out, no_base[jj] + r * rb, buf, f_base[f] + nxt * rb, rb)
+            side_row[q] = p % side_rows if p >= 0 else -1
+            nxt_slot[q] = j + 1 if j + 1 < capacity else 0
+    _copy_fields(src, row0 * T, buf, f_base, f_rb, f_all, out, o_base)
+    _copy_next(nxt_slot, side_row, row0 * T, buf, f_base, f_rb, obs_f, side, s_base, out, no_base)
 
 
-gather_sequence = nb.njit(**_JIT)(_sequence_impl)
-gather_sequence_parallel = nb.njit(parallel=True, **_JIT)(_sequence_impl)
+_copy_fields_s = nb.njit(**_JIT)(_copy_fields)
+_copy_fields_p = nb.njit(parallel=True, **_JIT)(_copy_fields)
+_copy_next_s = nb.njit(**_JIT)(_copy_next)
+_copy_next_p = nb.njit(parallel=True, **_JIT)(_copy_next)
+
+
+def _specialise(impl, parallel):
+    """Compile ``impl`` with the serial or the parallel copy helpers bound as globals."""
+    import types as _pytypes
+
+    g = dict(impl.__globals__)
+    g["_copy_fields"] = _copy_fields_p if parallel else _copy_fields_s
+    g["_copy_next"] = _copy_next_p if parallel else _copy_next_s
+    fn = _pytypes.FunctionType(impl.__code__, g, impl.__name__ + ("_parallel" if parallel else ""), impl.__defaults__)
+    fn.__doc__ = impl.__doc__
+    fn.__module__ = impl.__module__
+    fn.__qualname__ = fn.__name__
+    return nb.njit(parallel=parallel, **_JIT)(fn)
+
+
+gather_nstep = _specialise(_nstep_impl, False)
+gather_nstep_parallel = _specialise(_nstep_impl, True)
+gather_sequence = _specialise(_sequence_impl, False)
+gather_sequence_parallel = _specialise(_sequence_impl, True)
 
 
 # ------------------------------------------------------------------------------ side storage

@@ -260,6 +260,13 @@ class _Plan:
     no_base: np.ndarray = field(default=None)
     leaves: list = field(default_factory=list)  # (path, offset, dtype, shape)
     tree: dict = field(default_factory=dict)
+    special: dict = field(default_factory=dict)  # top-level name -> leaf number
+    parallel: bool = False
+
+    def flat(self, views: list, name: str) -> np.ndarray:
+        """1-D view of a one-value-per-row leaf (``reward``, ``mask`` ...)."""
+        v = views[self.special[name]]
+        return v if v.ndim == 1 else v.reshape(-1)
 
 
 def _build_plan(spec: dict[Key, FieldSpec], obs_keys: list[Key], batch_shape: tuple,
@@ -282,7 +289,7 @@ def _build_plan(spec: dict[Key, FieldSpec], obs_keys: list[Key], batch_shape: tu
         offsets[name] = off
         leaves.append(((name,), off, np.dtype(dt), shape))
         off = _align(off + int(np.prod(shape)) * np.dtype(dt).itemsize)
-    plan = _Plan(batch_shape, rows, max(off, 1), offsets)
+    plan = _Plan(batch_shape, rows, max(off, _ALIGN), offsets)
     plan.o_base = np.array([offsets[k] for k in spec], dtype=np.int64)
     plan.no_base = np.array([offsets[(NEXT,) + k] for k in obs_keys], dtype=np.int64)
     plan.leaves = leaves
@@ -293,6 +300,7 @@ def _build_plan(spec: dict[Key, FieldSpec], obs_keys: list[Key], batch_shape: tu
             node = node.setdefault(p, {})
         node[path[-1]] = i
     plan.tree = tree
+    plan.special = {path[0]: i for i, (path, *_r) in enumerate(leaves) if len(path) == 1}
     return plan
 
 
@@ -383,12 +391,15 @@ class ReplayBuffer:
         self._field_index = {k: i for i, k in enumerate(self._keys)}
         self._obs_f = np.array([self._field_index[k] for k in self._obs_keys], dtype=np.int64)
         self._f_rb = np.array([spec[k].row_bytes for k in self._keys], dtype=np.int64)
+        self._f_all = np.arange(len(self._keys), dtype=np.int64)
+        walked = {("reward",), ("terminated",), ("truncated",)}  # written by the n-step walk
+        self._f_copy = np.array([i for i, k in enumerate(self._keys) if k not in walked], dtype=np.int64)
         bases, off = [], 0
         for k in self._keys:
             bases.append(off)
             off = _align(off + self.capacity * spec[k].row_bytes)
         self._f_base = np.array(bases, dtype=np.int64)
-        self._buf = np.zeros(max(off, 1), dtype=np.uint8)
+        self._buf = np.zeros(max(off, _ALIGN), dtype=np.uint8)
         self._views = {
             k: np.ndarray((self.capacity,) + spec[k].shape, spec[k].dtype, buffer=self._buf, offset=int(b))
             for k, b in zip(self._keys, self._f_base)
@@ -412,7 +423,7 @@ class ReplayBuffer:
             off = _align(off + rows * self._spec[k].row_bytes)
         self._side_rows = int(rows)
         self._s_base = np.array(bases, dtype=np.int64)
-        self._side = np.zeros(max(off, 1), dtype=np.uint8)
+        self._side = np.zeros(max(off, _ALIGN), dtype=np.uint8)
         self._side_views = {
             k: np.ndarray((rows,) + self._spec[k].shape, self._spec[k].dtype, buffer=self._side, offset=int(b))
             for k, b in zip(self._obs_keys, self._s_base)
@@ -594,11 +605,10 @@ class ReplayBuffer:
                 extras.append(("mask", np.bool_, batch_shape))
             else:
                 extras.append(("discount", np.float32, (B,)))
-            if kind == "mixed":
-                extras.append(("from_demo", np.bool_, (B,)))
-            if self.prioritized or kind == "mixed_w":
+            if self.prioritized:
                 extras.append(("weight", np.float32, (B,)))
             plan = _build_plan(self._spec, self._obs_keys, batch_shape, extras)
+            plan.parallel = plan.rows * (int(self._f_rb.sum()) + int(self._f_rb[self._obs_f].sum())) > _PARALLEL_BYTES
             if len(self._plans) > 32:
                 self._plans.clear()
             self._plans[key] = plan
@@ -613,13 +623,14 @@ class ReplayBuffer:
         """Fill ``idx`` (and ``weight`` for prioritised buffers) with drawn slots."""
         K.uniform_indices(self._rng, idx, self._size)
 
-    def _gather_nstep(self, idx: np.ndarray, row0: int, n_step: int, gamma: float, out: np.ndarray,
-                      o_base: np.ndarray, no_base: np.ndarray, views: dict) -> None:
-        rows_bytes = idx.shape[0] * (int(self._f_rb.sum()) + int(self._f_rb[self._obs_f].sum()))
-        fn = K.gather_nstep_parallel if rows_bytes > _PARALLEL_BYTES and numba.get_num_threads() > 1 else K.gather_nstep
-        fn(idx, row0, n_step, gamma, self.capacity, self._reward, self._term, self._trunc, self._next_ptr,
-           self._buf, self._f_base, self._f_rb, out, o_base, self._obs_f, self._side, self._s_base,
-           self._side_rows, no_base, views["reward"], views["terminated"], views["truncated"], views["discount"])
+    def _gather_nstep(self, n_live: int, idx: np.ndarray, row0: int, n_step: int, gamma: float,
+                      out: np.ndarray, o_base: np.ndarray, no_base: np.ndarray, views: list, plan: _Plan) -> None:
+        """Gather rows (drawing ``idx`` uniformly first when ``n_live > 0``) into ``out``."""
+        fn = K.gather_nstep_parallel if plan.parallel and numba.get_num_threads() > 1 else K.gather_nstep
+        fn(self._rng, n_live, idx, row0, n_step, gamma, self.capacity, self._reward, self._term, self._trunc,
+           self._next_ptr, self._buf, self._f_base, self._f_rb, self._f_copy, out, o_base, self._obs_f, self._side, self._s_base,
+           self._side_rows, no_base, plan.flat(views, "reward"), plan.flat(views, "terminated"),
+           plan.flat(views, "truncated"), views[plan.special["discount"]])
 
     # ------------------------------------------------------------------ public sampling
     def sample(self, batch_size: int, *, n_step: int | None = None, gamma: float | None = None) -> TensorDict:
@@ -633,29 +644,26 @@ class ReplayBuffer:
         ``"terminated"`` / ``"truncated"`` describe how it ended, and ``("next", "obs", k)`` is the
         observation to bootstrap from.
         """
-        self._check_ready()
-        B = int(batch_size)
-        if B < 1:
-            raise ReplayBufferError(f"sample: batch_size must be >= 1, got {batch_size}")
+        if self._size == 0:
+            self._check_ready()
+        plan = self._plans.get(((batch_size,), "flat"))
+        if plan is None:
+            if int(batch_size) < 1:
+                raise ReplayBufferError(f"sample: batch_size must be >= 1, got {batch_size}")
+            plan = self._plan((int(batch_size),), "flat")
         n = self.n_step if n_step is None else int(n_step)
         if n < 1:
             raise ReplayBufferError(f"sample: n_step must be >= 1, got {n_step}")
         g = self.gamma if gamma is None else float(gamma)
-        plan = self._plan((B,), "flat")
         out = self._alloc_out(plan.nbytes)
-        views = _plan_views(out, plan)
-        vd = self._named_views(plan, views)
-        self._sample_indices(vd["index"], vd.get("weight"))
-        self._gather_nstep(vd["index"], 0, n, g, out, plan.o_base, plan.no_base, vd)
+        views = [np.ndarray(shape, dtype, buffer=out, offset=off) for _p, off, dtype, shape in plan.leaves]
+        idx = views[plan.special["index"]]
+        n_live = self._size
+        if self.prioritized:
+            self._sample_indices(idx, views[plan.special["weight"]])
+            n_live = 0
+        self._gather_nstep(n_live, idx, 0, n, g, out, plan.o_base, plan.no_base, views, plan)
         return _make_td(views, plan, self.device, self.pin_memory)
-
-    def _named_views(self, plan: _Plan, views: list[np.ndarray]) -> dict:
-        vd = {}
-        for (path, _off, _dt, _shape), v in zip(plan.leaves, views):
-            if len(path) == 1 and path[0] in ("index", "discount", "weight", "mask", "from_demo",
-                                              "reward", "terminated", "truncated"):
-                vd[path[0]] = v.reshape(-1) if path[0] in ("reward", "terminated", "truncated", "mask") else v
-        return vd
 
     def sample_sequence(self, batch_size: int, length: int) -> TensorDict:
         """Sample ``batch_size`` windows of ``length`` consecutive steps: batch size ``[B, T]``.
@@ -670,14 +678,11 @@ class ReplayBuffer:
             raise ReplayBufferError(f"sample_sequence: batch_size and length must be >= 1, got {batch_size}, {length}")
         plan = self._plan((B, T), "seq")
         out = self._alloc_out(plan.nbytes)
-        views = _plan_views(out, plan)
-        vd = self._named_views(plan, views)
-        idx = vd["index"]
-        K.uniform_indices(self._rng, idx, self._size)
-        rows_bytes = B * T * (int(self._f_rb.sum()) + int(self._f_rb[self._obs_f].sum()))
-        fn = K.gather_sequence_parallel if rows_bytes > _PARALLEL_BYTES and numba.get_num_threads() > 1 else K.gather_sequence
-        fn(idx, 0, T, self.capacity, self._next_ptr, self._buf, self._f_base, self._f_rb, out, plan.o_base,
-           self._obs_f, self._side, self._s_base, self._side_rows, plan.no_base, vd["mask"])
+        views = [np.ndarray(shape, dtype, buffer=out, offset=off) for _p, off, dtype, shape in plan.leaves]
+        fn = K.gather_sequence_parallel if plan.parallel and numba.get_num_threads() > 1 else K.gather_sequence
+        fn(self._rng, self._size, views[plan.special["index"]], 0, T, self.capacity, self._next_ptr, self._buf,
+           self._f_base, self._f_rb, self._f_all, out, plan.o_base, self._obs_f, self._side, self._s_base, self._side_rows,
+           plan.no_base, plan.flat(views, "mask"))
         return _make_td(views, plan, self.device, self.pin_memory)
 
     # ------------------------------------------------------------------ inspection helpers

@@ -65,6 +65,7 @@ class MixedSampler:
             if weighted:
                 extras.append(("weight", np.float32, (B,)))
             plan = _build_plan(self.online._spec, self.online._obs_keys, (B,), extras)
+            plan.parallel = self.online._plan((B,), "flat").parallel
             # per-buffer output offsets in each buffer's own field order
             bases = {}
             for name, buf in (("online", self.online), ("demo", self.demo)):
@@ -83,23 +84,24 @@ class MixedSampler:
         plan, bases, weighted = self._plan(B)
         out = self.online._alloc_out(plan.nbytes)
         views = _plan_views(out, plan)
-        vd = self.online._named_views(plan, views)
-        idx, w = vd["index"], vd.get("weight")
-        vd["from_demo"][:n_demo] = True
-        vd["from_demo"][n_demo:] = False
+        idx = views[plan.special["index"]]
+        w = views[plan.special["weight"]] if weighted else None
+        from_demo = views[plan.special["from_demo"]]
+        from_demo[:n_demo] = True
+        from_demo[n_demo:] = False
         for buf, lo, hi, name in ((self.demo, 0, n_demo, "demo"), (self.online, n_demo, B, "online")):
             if hi == lo:
                 continue
             buf._check_ready(f"MixedSampler.sample ({name} buffer)")
-            wi = None
-            if w is not None:
-                wi = w[lo:hi]
-                if not buf.prioritized:
-                    wi[:] = 1.0
-            buf._sample_indices(idx[lo:hi], wi)
+            n_live = buf._size
+            if buf.prioritized:
+                buf._sample_indices(idx[lo:hi], w[lo:hi])
+                n_live = 0
+            elif w is not None:
+                w[lo:hi] = 1.0
             n = buf.n_step if n_step is None else int(n_step)
             g = buf.gamma if gamma is None else float(gamma)
-            buf._gather_nstep(idx[lo:hi], lo, n, g, out, bases[name][0], bases[name][1], vd)
+            buf._gather_nstep(n_live, idx[lo:hi], lo, n, g, out, bases[name][0], bases[name][1], views, plan)
         return _make_td(views, plan, self.online.device, self.online.pin_memory)
 
     def update_priorities(self, index: Any, priority: Any, from_demo: Any) -> None:

@@ -26,7 +26,7 @@ Observation
         21    lift height the cube must exceed (m)
 
     ``proprio`` (8,) float32: gripper position, velocity, finger openings (= ``state[0:8]``).
-    ``image`` (optional): camera ``front`` (in front of the table, looking down at ~30 deg).
+    ``image`` (optional): camera ``front`` (in front of the table, looking down at ~22 deg).
 
 Success
     Cube centre above ``LIFT_HEIGHT`` = 0.10 m (lifted 8 cm). Sparse reward 1.0 on success;

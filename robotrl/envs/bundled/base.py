@@ -18,7 +18,9 @@ Subclasses set ``xml_file``, ``camera``, ``frame_skip``, ``action_dim`` and impl
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +33,18 @@ import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
 REWARD_TYPES = ("sparse", "dense")
+# Envs holding offscreen renderers; closed at exit so GL contexts are freed before mujoco's EGL
+# backend terminates its display (otherwise "Exception ignored in Renderer.__del__" is printed
+# when a user never calls close()). The hook is registered after the first renderer exists so
+# that it runs before mujoco's own atexit hook (atexit is last-in, first-out).
+_LIVE_RENDERING_ENVS: weakref.WeakSet = weakref.WeakSet()
+_EXIT_HOOK_REGISTERED = False
+
+
+def _close_renderers_at_exit() -> None:
+    for env in list(_LIVE_RENDERING_ENVS):
+        env.close()
+
 RENDER_MODES = ("rgb_array",)
 
 
@@ -225,6 +239,11 @@ class BundledMujocoEnv(gym.Env):
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
             self._renderers[size] = r
+            _LIVE_RENDERING_ENVS.add(self)
+            global _EXIT_HOOK_REGISTERED
+            if not _EXIT_HOOK_REGISTERED:
+                atexit.register(_close_renderers_at_exit)
+                _EXIT_HOOK_REGISTERED = True
         r.update_scene(self.data, camera=self._cam_id)
         return r.render().copy()
 

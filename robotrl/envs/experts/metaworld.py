@@ -10,6 +10,8 @@ and now and then it makes a random jerk. Both come from the expert's own seeded 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from robotrl.envs.experts.base import ScriptedExpert
@@ -80,7 +82,9 @@ class MetaWorldExpert(ScriptedExpert):
             raise ValueError(
                 f"Meta-World expert for {self.task!r} expects obs['state'] of shape (39,), got {state.shape}"
             )
-        action = np.asarray(self.policy.get_action(state), dtype=np.float64)
+        with warnings.catch_warnings():  # metaworld warns when its gains saturate; clipping is intended
+            warnings.simplefilter("ignore", UserWarning)
+            action = np.asarray(self.policy.get_action(state), dtype=np.float64)
         if self.suboptimal:
             if self._hold_left > 0 and self._last is not None:
                 self._hold_left -= 1

@@ -93,8 +93,8 @@ class DictObsAdapter(gym.Wrapper):
 
     Subclasses give ``state_fn(raw_obs)``, ``proprio_fn(raw_obs)`` (or ``None``) and
     ``success_fn(raw_obs, info)``. Images, when asked for, come from ``env.render()`` (the
-    wrapped env must have ``render_mode="rgb_array"``), resized to ``image_size``. Image observations are rendered without shadows and reflections
-    (``fast_render``; ~5x faster with software OpenGL).
+    wrapped env must have ``render_mode="rgb_array"``), resized to ``image_size``. Image observations and ``render()`` frames are drawn without shadows and
+    reflections (``fast_render``; ~5x faster with software OpenGL).
     """
 
     def __init__(
@@ -183,6 +183,8 @@ class DictObsAdapter(gym.Wrapper):
         # With image obs the renderer already produced this step's frame; reuse it.
         if self._image and self._last_frame is not None:
             return self._last_frame
+        if not self._render_tuned and self.env.render_mode == "rgb_array":
+            self._tune_renderer()
         img = self.env.render()
         if img is not None and self._flip_image:
             img = np.ascontiguousarray(np.asarray(img)[::-1])

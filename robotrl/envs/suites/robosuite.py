@@ -80,7 +80,7 @@ class RobosuiteEnv(gym.Env):
             **kwargs,
         )
         ctx = getattr(self._env.sim, "_render_context_offscreen", None)
-        if self._image and fast_render and ctx is not None:
+        if offscreen and fast_render and ctx is not None:
             disable_shadows(ctx.scn)
         low, high = self._env.action_spec
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
@@ -99,6 +99,16 @@ class RobosuiteEnv(gym.Env):
         self._last_raw: dict | None = raw
 
     # ----------------------------------------------------------------------------------------
+    def _make_current(self) -> None:
+        """robosuite renders into whatever GL context is current; other envs in this process
+        (gymnasium's renderer) switch it, so claim ours before anything renders."""
+        ctx = getattr(self._env.sim, "_render_context_offscreen", None)
+        if ctx is not None:
+            import mujoco
+
+            ctx.gl_ctx.make_current()
+            mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, ctx.con)
+
     @staticmethod
     def _state(raw: dict) -> np.ndarray:
         return np.concatenate([f32(raw["robot0_proprio-state"]), f32(raw["object-state"])])
@@ -117,6 +127,7 @@ class RobosuiteEnv(gym.Env):
         saved = np.random.get_state()
         try:
             np.random.seed(placement_seed)
+            self._make_current()
             raw = self._env.reset()
         finally:
             np.random.set_state(saved)
@@ -125,6 +136,8 @@ class RobosuiteEnv(gym.Env):
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64).reshape(self.action_space.shape)
+        if self._image:
+            self._make_current()
         raw, reward, done, info = self._env.step(a)
         self._last_raw = raw
         info = dict(info)
@@ -136,6 +149,7 @@ class RobosuiteEnv(gym.Env):
             return None
         if self._image and self._last_raw is not None:
             return np.ascontiguousarray(self._last_raw[self.image_key][::-1])
+        self._make_current()
         img = self._env.sim.render(
             camera_name=self._camera, width=self._render_size, height=self._render_size
         )
