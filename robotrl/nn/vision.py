@@ -1,7 +1,9 @@
 """Image encoder for visuomotor policies: a ResNet-18-style trunk with GroupNorm, spatial-softmax
 keypoints and crop augmentation (the recipe of Diffusion Policy's image variant).
 
-Input: float ``[B, C, H, W]`` in [0, 1] (see ``Policy.prepare_obs``). In training mode each image
+Input: float ``[B, C, H, W]`` in [0, 1] (see ``Policy.prepare_obs``). The trunk downsamples by 32
+(84x84 cropped to 76x76 -> a 3x3 keypoint map, as in Diffusion Policy); for small images use fewer
+stages (``blocks_per_stage=(2, 2, 2)`` -> /16). In training mode each image
 is randomly cropped to ``crop_ratio`` of its size; in eval mode it is centre-cropped, so train and
 test see the same resolution. The trunk is trained from scratch (no pretrained weights, no
 downloads). Output: ``[B, out_dim]``.
@@ -52,12 +54,18 @@ class SpatialSoftmax(nn.Module):
         feat = self.keypoints(x)
         b, k, h, w = feat.shape
         attn = torch.softmax(feat.reshape(b, k, h * w) / self.temperature, dim=-1)
-        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        ys = _coords(h, x)
+        xs = _coords(w, x)
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         ex = attn @ grid_x.reshape(-1, 1)
         ey = attn @ grid_y.reshape(-1, 1)
         return torch.cat([ex, ey], dim=-1).reshape(b, 2 * k)
+
+
+def _coords(n: int, like: torch.Tensor) -> torch.Tensor:
+    if n == 1:
+        return torch.zeros(1, device=like.device, dtype=like.dtype)
+    return torch.linspace(-1.0, 1.0, n, device=like.device, dtype=like.dtype)
 
 
 class RandomCrop(nn.Module):

@@ -187,3 +187,22 @@ def test_maze_image_and_reward_type():
     check_convention(env, "image", 32, steps=2)
     assert env.unwrapped.reward_type == "dense"
     env.close()
+
+
+def _noise_level(img: np.ndarray) -> float:
+    """Mean absolute difference of horizontal neighbours: ~1-5 for a scene, ~60-80 for garbage."""
+    return float(np.abs(np.diff(img.astype(np.int16), axis=1)).mean())
+
+
+def test_robosuite_renders_after_another_renderer_was_closed():
+    """Regression: a closed gymnasium renderer freed at GC used to wipe robosuite's framebuffer."""
+    pytest.importorskip("robosuite")
+    env = make_env({"id": "Hopper-v5", "image": True, "image_size": 32})
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.close()
+    env = make_env({"id": "robosuite/Lift", "image": True, "image_size": 32, "max_episode_steps": 5})
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(np.zeros(7, np.float32))
+    assert _noise_level(obs["agentview_image"]) < 20
+    env.close()

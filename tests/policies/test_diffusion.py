@@ -71,19 +71,26 @@ def test_ddim_is_deterministic_and_reconstructs_with_any_step_count():
     assert torch.allclose(out, x_star.expand(6, 3), atol=1e-4)
 
 
-@pytest.mark.parametrize("sampler,steps", [("ddpm", 100), ("ddpm", 20), ("ddim", 100), ("ddim", 10)])
-def test_samplers_recover_a_gaussian_with_the_exact_score(sampler, steps):
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_samplers_recover_a_gaussian_with_the_exact_score(sampler):
     m, sd = 0.3, 0.2  # data ~ N(m, sd^2): E[eps | x_t] is known in closed form
-    s = NoiseScheduler(100, clip_sample=False)
 
-    def eps(x, t):
-        a = s.alphas_cumprod[t].float()[:, None]
-        return (1 - a).sqrt() * (x - a.sqrt() * m) / (a * sd**2 + 1 - a)
+    def run(T, steps):
+        s = NoiseScheduler(T, clip_sample=False)
 
-    g = torch.Generator().manual_seed(0)
-    out = s.sample(eps, torch.randn(4000, 1, generator=g), steps, sampler=sampler, generator=g)
-    assert out.mean().item() == pytest.approx(m, abs=0.02)
-    assert out.std().item() == pytest.approx(sd, rel=0.1)
+        def eps(x, t):
+            a = s.alphas_cumprod[t].float()[:, None]
+            return (1 - a).sqrt() * (x - a.sqrt() * m) / (a * sd**2 + 1 - a)
+
+        g = torch.Generator().manual_seed(0)
+        return s.sample(eps, torch.randn(4000, 1, generator=g), steps, sampler=sampler, generator=g)
+
+    fine = run(1000, 1000)  # discretisation error vanishes with many steps
+    assert fine.mean().item() == pytest.approx(m, abs=0.015)
+    assert fine.std().item() == pytest.approx(sd, rel=0.04)
+    coarse = run(100, 10)  # few steps: right mean, somewhat shrunk spread (known bias), never blown up
+    assert coarse.mean().item() == pytest.approx(m, abs=0.02)
+    assert 0.1 < coarse.std().item() < sd * 1.05
 
 
 # ---------------------------------------------------------------------------------- policy

@@ -58,7 +58,7 @@ OBS = "obs"
 NEXT = "next"
 _ALIGN = 64
 _PARALLEL_BYTES = 1 << 19  # gathers moving more than this per call use the prange kernels
-_SIDE_MIN_ROWS = 256
+_SIDE_MAX_START_ROWS = 1024  # side storage starts at capacity/64 rows (8..1024) and doubles when full
 _FORMAT_VERSION = 1
 
 
@@ -410,7 +410,7 @@ class ReplayBuffer:
         self._next_ptr = np.full(self.capacity, -1, dtype=np.int64)
         self._side_head = 0  # absolute index of the oldest live side entry
         self._side_tail = 0  # absolute index of the next side entry
-        self._alloc_side(side_rows or min(self.capacity, _SIDE_MIN_ROWS))
+        self._alloc_side(side_rows or int(np.clip(self.capacity // 64, 8, _SIDE_MAX_START_ROWS)))
         self._init_extra()
 
     def _init_extra(self) -> None:

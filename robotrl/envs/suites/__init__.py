@@ -179,6 +179,22 @@ class DictObsAdapter(gym.Wrapper):
         info["is_success"] = bool(self._success_fn(raw, info))
         return self._convert(raw), float(reward), bool(terminated), bool(truncated), info
 
+    def close(self):
+        # gymnasium frees the GL context on close but keeps the MjrContext until garbage
+        # collection; freed later, it deletes GL objects (framebuffers, textures) of whatever
+        # context is current then -- e.g. a robosuite env made afterwards. Drop it now.
+        r = _gym_mujoco_renderer(self.env)
+        super().close()
+        if r is not None:
+            viewers = getattr(r, "_viewers", None)
+            if isinstance(viewers, dict):
+                viewers.clear()
+            if hasattr(r, "viewer"):
+                r.viewer = None
+            import gc
+
+            gc.collect()
+
     def render(self):
         # With image obs the renderer already produced this step's frame; reuse it.
         if self._image and self._last_frame is not None:
