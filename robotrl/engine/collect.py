@@ -92,8 +92,8 @@ def collect_demos(
             f"({successes} successes) for {env_cfg['id']}; use keep=all or more attempts"
         )
     store = EpisodeStore.from_episodes(episodes)
-    store.attrs["env_args"] = json.dumps({"env_name": env_cfg["id"], "type": "robotrl", "env_kwargs": _jsonable(env_cfg)})
-    store.attrs["expert"] = json.dumps({"noise": noise, "suboptimal": suboptimal, "seed": seed, "keep": keep})
+    store.attrs["env_args"] = {"env_name": env_cfg["id"], "type": "robotrl", "env_kwargs": _jsonable(env_cfg)}
+    store.attrs["expert"] = {"noise": noise, "suboptimal": suboptimal, "seed": seed, "keep": keep}
     path = Path(path)
     save_dataset(store, path, format="robomimic")
     summary = {

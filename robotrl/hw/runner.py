@@ -366,7 +366,7 @@ class Runner:
                         hz = 1.0 / float(np.mean(recent)) if recent else 0.0
                         jit = 1e3 * max((abs(p - self.period) for p in recent), default=0.0)
                         pbar.set_postfix(hz=f"{hz:.1f}", jitter_ms=f"{jit:.1f}", safety=sum(robot.counts.values()),
-                                         estop=robot.stopped)
+                                         estop="LATCHED" if robot.stopped else "no")
             if ended_by == "max_steps" and reports:  # the outcome of the last command
                 time.sleep(self.period)
                 info = robot.episode_info()

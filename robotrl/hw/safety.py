@@ -383,14 +383,14 @@ class SafeRobot(Robot):
         c = np.clip(t, self.lower, self.upper)
         if np.any(c != t):
             j = np.flatnonzero(c != t)
-            self._event("joint_limit", f"target outside joint limits [{self.lower[j]}, {self.upper[j]}]: clamped", j, t[j], c[j])
+            self._event("joint_limit", f"target outside joint limits lower {self.lower[j].tolist()} / upper {self.upper[j].tolist()}: clamped", j, t[j], c[j])
             t = c
         # max relative target (vs the measured position)
         if self.max_relative is not None:
             c = np.clip(t, cur - self.max_relative, cur + self.max_relative)
             if np.any(c != t):
                 j = np.flatnonzero(c != t)
-                self._event("relative_target", f"step |target - position| larger than max_relative_target {self.max_relative[j]}: clamped", j, t[j], c[j])
+                self._event("relative_target", f"step |target - position| larger than max_relative_target {self.max_relative[j].tolist()}: clamped", j, t[j], c[j])
                 t = c
         # max velocity (vs the last sent target)
         if self.max_velocity is not None:
@@ -399,7 +399,7 @@ class SafeRobot(Robot):
             c = np.clip(t, ref - lim, ref + lim)
             if np.any(c != t):
                 j = np.flatnonzero(c != t)
-                self._event("velocity", f"commanded velocity above max_velocity {self.max_velocity[j]} (units/s): clamped", j, t[j], c[j])
+                self._event("velocity", f"commanded velocity above max_velocity {self.max_velocity[j].tolist()} (units/s): clamped", j, t[j], c[j])
                 t = c
         # workspace
         if self.kinematics is not None:
@@ -440,6 +440,7 @@ class SafeRobot(Robot):
         if not self.safety.dry_run:
             self.robot.send_action(target)
         self.last_sent = np.asarray(target, dtype=np.float64).copy()
+        self.step += 1
         return self.last_sent
 
     def send_action(self, target: np.ndarray) -> np.ndarray:

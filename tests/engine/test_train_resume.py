@@ -118,3 +118,20 @@ def test_eval_of_missing_checkpoint_is_a_clear_error(tmp_path):
     res = subprocess.run([str(BIN / "robotrl-eval"), f"checkpoint={tmp_path / 'nope'}"], env=ENV,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "no policy checkpoint" in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize("env,n", [("twopaths", 3), ("metaworld", 2)])
+def test_collect_cli_writes_robomimic_demos(tmp_path, env, n):
+    from robotrl.data import load_dataset
+
+    out = tmp_path / "demos.hdf5"
+    res = subprocess.run([str(BIN / "robotrl-collect"), f"env={env}", f"n_episodes={n}", f"output={out}", "progress=false"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert summary["episodes"] == n and summary["expert_success_rate"] > 0
+    store = load_dataset(out)
+    assert store.num_episodes == n and store.num_steps == summary["steps"]
+    assert store["obs/state"].shape[0] == store["action"].shape[0] == store["next_obs/state"].shape[0]
+    assert store.attrs["env_args"]["env_name"] == summary["env"]
+    assert store.attrs["expert"]["noise"] == 0.0

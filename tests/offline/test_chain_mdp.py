@@ -21,7 +21,7 @@ def _make(name: str):
     if name == "td3bc":
         from robotrl.offline.td3bc import TD3BC, TD3BCConfig
 
-        return TD3BC(N, 1, TD3BCConfig(hidden_dims=H, gamma=GAMMA, tau=0.01, alpha=20.0)), 3000
+        return TD3BC(N, 1, TD3BCConfig(hidden_dims=H, gamma=GAMMA, tau=0.01, policy_noise=0.0))  # see note below, 3000
     if name == "cql":
         from robotrl.offline.cql import CQL, CQLConfig
 
@@ -29,7 +29,7 @@ def _make(name: str):
     if name == "a2pr":
         from robotrl.offline.a2pr import A2PR, A2PRConfig
 
-        return A2PR(N, 1, A2PRConfig(hidden_dims=H, vae_hidden_dims=H, gamma=GAMMA, tau=0.01)), 3000
+        return A2PR(N, 1, A2PRConfig(hidden_dims=H, vae_hidden_dims=H, gamma=GAMMA, tau=0.01, policy_noise=0.0)), 3000
     raise KeyError(name)
 
 

@@ -252,13 +252,17 @@ gather_sequence_parallel = _specialise(_sequence_impl, True)
 # ------------------------------------------------------------------------------ side storage
 @nb.njit(**_JIT)
 def rows_equal(a, b):
-    """Per row, whether the byte rows of 2-D uint8 arrays ``a`` and ``b`` are identical."""
+    """Per row, whether rows of the 2-D arrays ``a`` and ``b`` (same shape, any dtype; callers pass
+    byte or 8-byte-word views) are bit-identical. Unsigned indexing skips numba's negative-index
+    checks, which would otherwise dominate on image rows."""
     n = a.shape[0]
-    res = np.ones(n, dtype=np.bool_)
     w = a.shape[1]
+    res = np.ones(n, dtype=np.bool_)
     for r in range(n):
+        ar = a[r]
+        br = b[r]
         for c in range(w):
-            if a[r, c] != b[r, c]:
+            if ar[np.uintp(c)] != br[np.uintp(c)]:
                 res[r] = False
                 break
     return res

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ _ALIGN = 64
 _PARALLEL_BYTES = 1 << 19  # gathers moving more than this per call use the prange kernels
 _SIDE_MAX_START_ROWS = 1024  # side storage starts at capacity/64 rows (8..1024) and doubles when full
 _FORMAT_VERSION = 1
+_POOL_SIZE = 4  # output buffers kept per batch layout
+_FREE_REFS = 3  # getrefcount of a pooled buffer nobody else holds: pool list + loop variable + argument
 
 
 # -------------------------------------------------------------------------------------- errors
@@ -227,6 +230,12 @@ def _order_and_check(flat: dict[Key, FieldSpec]) -> dict[Key, FieldSpec]:
     return {k: flat[k] for k in obs + rest}
 
 
+def _row_words(a: np.ndarray) -> np.ndarray:
+    """``[N, ...]`` contiguous array -> ``[N, words]`` view of uint64 (or uint8) words for comparisons."""
+    flat = np.ascontiguousarray(a).reshape(a.shape[0], -1).view(np.uint8)
+    return flat.view(np.uint64) if flat.shape[1] % 8 == 0 else flat
+
+
 def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
@@ -262,6 +271,7 @@ class _Plan:
     tree: dict = field(default_factory=dict)
     special: dict = field(default_factory=dict)  # top-level name -> leaf number
     parallel: bool = False
+    pool: list = field(default_factory=list)  # output buffers, reused once nothing references them
 
     def flat(self, views: list, name: str) -> np.ndarray:
         """1-D view of a one-value-per-row leaf (``reward``, ``mask`` ...)."""
@@ -315,15 +325,15 @@ def _plan_views(out: np.ndarray, plan: _Plan) -> list[np.ndarray]:
     return [np.ndarray(shape, dtype, buffer=out, offset=off) for _p, off, dtype, shape in plan.leaves]
 
 
+def _td_from_tree(node: dict, tens: list, bs: torch.Size) -> TensorDict:
+    return _new_td({k: (tens[v] if isinstance(v, int) else _td_from_tree(v, tens, bs)) for k, v in node.items()}, bs)
+
+
 def _make_td(views: list[np.ndarray], plan: _Plan, device: torch.device | None, non_blocking: bool) -> TensorDict:
     bs = torch.Size(plan.batch_shape)
     tens = [torch.from_numpy(v) for v in views]
-
-    def rec(node: dict) -> TensorDict:
-        src = {k: (tens[v] if isinstance(v, int) else rec(v)) for k, v in node.items()}
-        return _new_td(src, bs)
-
-    td = rec(plan.tree)
+    td = _td_from_tree(plan.tree, tens, bs)  # module-level recursion: a recursive closure would
+    # form a reference cycle that keeps the batch (and its pooled buffer) alive until gc runs
     if device is not None:
         td = td.to(device, non_blocking=non_blocking)
     return td
@@ -347,6 +357,10 @@ class ReplayBuffer:
         check_continuity: compare each given ``next_obs`` with the following ``obs`` to detect
             stream breaks; with ``False`` only ``terminated | truncated`` end a segment (cheaper,
             but then every ``extend`` must continue the previous one's stream).
+        parallel: gather large batches (> 512 kB, e.g. images) with Numba ``prange`` over all
+            cores. Off by default: on small shared machines (2 cores with other jobs) the thread
+            hand-offs made image sampling ~10x slower in our benchmark; turn it on where cores
+            are free.
 
     ``extend`` expects transitions of one environment stream in time order (episodes contiguous).
     Interleaved streams stay correct when ``check_continuity`` is on, but every switch between
@@ -358,7 +372,7 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, spec: Mapping | None = None, *, seed: int | None = None,
                  n_step: int = 1, gamma: float = 0.99, device: str | torch.device | None = None,
-                 pin_memory: bool = False, check_continuity: bool = True) -> None:
+                 pin_memory: bool = False, check_continuity: bool = True, parallel: bool = False) -> None:
         capacity = int(capacity)
         if capacity < 1:
             raise ReplayBufferError(f"capacity must be >= 1, got {capacity}")
@@ -370,6 +384,7 @@ class ReplayBuffer:
         self.device = None if device is None or torch.device(device).type == "cpu" else torch.device(device)
         self.pin_memory = bool(pin_memory)
         self.check_continuity = bool(check_continuity)
+        self.parallel = bool(parallel)
         self._rng = np.zeros(4, dtype=np.uint64)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
@@ -527,8 +542,7 @@ class ReplayBuffer:
         boundary[-1] = True
         if self.check_continuity and n > 1:
             for k in self._obs_keys:
-                eq = K.rows_equal(nexts[k][:-1].reshape(n - 1, -1).view(np.uint8),
-                                  arrays[k][1:].reshape(n - 1, -1).view(np.uint8))
+                eq = K.rows_equal(_row_words(nexts[k][:-1]), _row_words(arrays[k][1:]))
                 boundary[:-1] |= ~eq
         # does the batch continue the newest stored transition? then drop its provisional side entry
         pop = False
@@ -537,9 +551,7 @@ class ReplayBuffer:
             if self.check_continuity:
                 srow = (self._side_tail - 1) % self._side_rows
                 for k in self._obs_keys:
-                    a = arrays[k][0].reshape(1, -1).view(np.uint8)
-                    b = self._side_views[k][srow].reshape(1, -1).view(np.uint8)
-                    if not K.rows_equal(a, b)[0]:
+                    if not K.rows_equal(_row_words(arrays[k][:1]), _row_words(self._side_views[k][srow:srow + 1]))[0]:
                         pop = False
                         break
         prev = (self._pos - 1) % cap
@@ -608,16 +620,32 @@ class ReplayBuffer:
             if self.prioritized:
                 extras.append(("weight", np.float32, (B,)))
             plan = _build_plan(self._spec, self._obs_keys, batch_shape, extras)
-            plan.parallel = plan.rows * (int(self._f_rb.sum()) + int(self._f_rb[self._obs_f].sum())) > _PARALLEL_BYTES
+            plan.parallel = self.parallel and (
+                plan.rows * (int(self._f_rb.sum()) + int(self._f_rb[self._obs_f].sum())) > _PARALLEL_BYTES)
             if len(self._plans) > 32:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
 
-    def _alloc_out(self, nbytes: int) -> np.ndarray:
+    def _alloc_out(self, plan: _Plan) -> np.ndarray:
+        """The output buffer of one batch.
+
+        A batch's tensors are views of this buffer and keep a reference to it; once a caller has
+        dropped every tensor of an earlier batch, only ``plan.pool`` still refers to its buffer,
+        and it is reused. Fresh multi-MB allocations (image batches) are returned to the OS on
+        free and page-fault again on every call, which cost ~40 ms per image batch on our VMs.
+        Pinned buffers are left to PyTorch's caching host allocator, which knows when an
+        asynchronous copy from them has finished.
+        """
         if self.pin_memory:
-            return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True).numpy()
-        return np.empty(nbytes, dtype=np.uint8)
+            return torch.empty(plan.nbytes, dtype=torch.uint8, pin_memory=True).numpy()
+        for buf in plan.pool:
+            if sys.getrefcount(buf) <= _FREE_REFS:
+                return buf
+        buf = np.empty(plan.nbytes, dtype=np.uint8)
+        if len(plan.pool) < _POOL_SIZE:
+            plan.pool.append(buf)
+        return buf
 
     def _sample_indices(self, idx: np.ndarray, weight: np.ndarray | None) -> None:
         """Fill ``idx`` (and ``weight`` for prioritised buffers) with drawn slots."""
@@ -655,7 +683,7 @@ class ReplayBuffer:
         if n < 1:
             raise ReplayBufferError(f"sample: n_step must be >= 1, got {n_step}")
         g = self.gamma if gamma is None else float(gamma)
-        out = self._alloc_out(plan.nbytes)
+        out = self._alloc_out(plan)
         views = [np.ndarray(shape, dtype, buffer=out, offset=off) for _p, off, dtype, shape in plan.leaves]
         idx = views[plan.special["index"]]
         n_live = self._size
@@ -677,7 +705,7 @@ class ReplayBuffer:
         if B < 1 or T < 1:
             raise ReplayBufferError(f"sample_sequence: batch_size and length must be >= 1, got {batch_size}, {length}")
         plan = self._plan((B, T), "seq")
-        out = self._alloc_out(plan.nbytes)
+        out = self._alloc_out(plan)
         views = [np.ndarray(shape, dtype, buffer=out, offset=off) for _p, off, dtype, shape in plan.leaves]
         fn = K.gather_sequence_parallel if plan.parallel and numba.get_num_threads() > 1 else K.gather_sequence
         fn(self._rng, self._size, views[plan.special["index"]], 0, T, self.capacity, self._next_ptr, self._buf,

@@ -82,7 +82,7 @@ class MixedSampler:
             raise ReplayBufferError(f"sample: batch_size must be >= 1, got {batch_size}")
         n_demo, n_online = self.split(B)
         plan, bases, weighted = self._plan(B)
-        out = self.online._alloc_out(plan.nbytes)
+        out = self.online._alloc_out(plan)
         views = _plan_views(out, plan)
         idx = views[plan.special["index"]]
         w = views[plan.special["weight"]] if weighted else None

@@ -135,7 +135,7 @@ def test_explicit_spec_and_images_parallel_gather():
     rng = np.random.default_rng(5)
     shape = (3, 84, 84)
     spec = {"obs": {"state": ((3,), np.float32), "image": (shape, np.uint8)}, "action": ((2,), "float32")}
-    buf = ReplayBuffer(150, spec, seed=0)
+    buf = ReplayBuffer(150, spec, seed=0, parallel=True)
     ref = Reference(150)
     stream = make_stream(rng, 200, image=shape, p_term=0.01, p_trunc=0.01)
     for c in chunks(stream, [120, 80]):
@@ -246,3 +246,20 @@ def test_rejected_extend_keeps_sampling_stream():
     with pytest.raises(ReplayBufferError):
         a.extend(bad)
     assert torch.equal(a.sample(16)["index"], b.sample(16)["index"])
+
+
+def test_output_buffers_are_reused_only_when_released():
+    rng = np.random.default_rng(11)
+    buf = ReplayBuffer(200, seed=0)
+    buf.extend(make_stream(rng, 150))
+    td1 = buf.sample(32)
+    derived = td1["action"][:, 0]  # a view keeps the whole batch buffer alive
+    expected = derived.clone()
+    held_ptr = derived.untyped_storage().data_ptr()
+    del td1
+    for _ in range(10):
+        assert buf.sample(32)["action"].untyped_storage().data_ptr() != held_ptr
+    assert torch.equal(derived, expected)  # the held batch was never overwritten
+    del derived
+    ptrs = {buf.sample(32)["action"].untyped_storage().data_ptr() for _ in range(8)}
+    assert len(ptrs) == 1  # released buffers are reused
