@@ -306,6 +306,20 @@ def run_config(label: str, cap: int, obs_shape: tuple, obs_dtype: Any, quick: bo
         if hasattr(lib, "sample_seq"):
             res[(name, "seq")] = throughput(lib.sample_seq, B * SEQ_T, min_time=seq_time, repeats=repeats)
 
+    # warm up (Numba kernels, TorchRL/TensorDict code paths) so JIT memory and compile time stay
+    # out of the measurements
+    for make in (lambda: RobotRL(2 * CHUNK, obs_shape, obs_dtype), lambda: TorchRL(2 * CHUNK, obs_shape, obs_dtype),
+                 lambda: RobotRL(2 * CHUNK, obs_shape, obs_dtype, prioritized=True)):
+        w = make()
+        fill(w, data, 2 * CHUNK)
+        w.sample()
+        if hasattr(w, "sample_nstep"):
+            w.sample_nstep()
+            w.per_step(p) if w.rb.prioritized else w.sample_seq()
+        else:
+            w.sample_seq()
+        del w
+    gc.collect()
     # uniform / n-step / sequence / extend / memory: one library alive at a time
     for make in (lambda: RobotRL(cap, obs_shape, obs_dtype), lambda: TorchRL(cap, obs_shape, obs_dtype),
                  lambda: Cpprb(cap, obs_shape, obs_dtype), lambda: NumPyBuffer(cap, obs_shape, obs_dtype)):

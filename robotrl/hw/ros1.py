@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -513,6 +514,8 @@ class ROS1Robot(TopicRobot):
         self._master: RosMaster | None = None
         self._rospy = None
         self._sim_proc: subprocess.Popen | None = None
+        self._sim_log: Path | None = None
+        self._sim_log_tmp = False
 
     # ------------------------------------------------------------------ connect
     def connect(self) -> None:
@@ -652,15 +655,20 @@ class ROS1Robot(TopicRobot):
         env.setdefault("MUJOCO_GL", "egl")
         env.setdefault("OMP_NUM_THREADS", "1")
         log_path = sn.get("log")
-        out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        self._sim_proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out if log_path else subprocess.PIPE)
+        # the node's output goes to a file (a pipe nobody reads would fill up and block the node)
         if log_path:
-            out.close()
+            self._sim_log, self._sim_log_tmp = Path(log_path), False
+        else:
+            fd, name = tempfile.mkstemp(prefix="robotrl-sim-node-", suffix=".log")
+            os.close(fd)
+            self._sim_log, self._sim_log_tmp = Path(name), True
+        with open(self._sim_log, "ab") as out:
+            self._sim_proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + float(sn.get("start_timeout_s", 60.0))
         types = {}
         while self.joint_topic not in types:
             if self._sim_proc.poll() is not None:
-                err = self._sim_proc.stderr.read().decode(errors="replace")[-3000:] if self._sim_proc.stderr else ""
+                err = self._sim_log.read_text(errors="replace")[-3000:]
                 raise RobotConnectionError(f"simulated robot node exited with code {self._sim_proc.returncode}: {err}")
             if time.monotonic() > deadline:
                 raise RobotConnectionError("simulated robot node did not advertise its joint states in time")
@@ -722,8 +730,8 @@ class ROS1Robot(TopicRobot):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+            if self._sim_log_tmp and self._sim_log is not None:
+                self._sim_log.unlink(missing_ok=True)
         if self._master is not None:
             self._master.stop()
             self._master = None

@@ -53,10 +53,13 @@ class SimNode:
         env.setdefault("MUJOCO_GL", "egl")
         env["OMP_NUM_THREADS"] = "1"
         self.namespace = namespace
+        import tempfile
+
+        self._log = tempfile.TemporaryFile()  # not a pipe: nobody reads it while the node runs
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "robotrl.hw.sim_ros_node", "--task", task, "--namespace", namespace,
              "--rate", str(rate), *extra],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env, stdout=subprocess.DEVNULL, stderr=self._log,
         )
         self.master = master
 
@@ -67,7 +70,8 @@ class SimNode:
         topic = f"{self.namespace}/joint_states"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sim node died: {self.proc.stderr.read().decode()[-3000:]}")
+                self._log.seek(0)
+                raise RuntimeError(f"sim node died: {self._log.read().decode(errors='replace')[-3000:]}")
             pubs = dict(rosgraph.Master("/probe", master_uri=self.master.uri).getSystemState()[0])
             if topic in pubs:
                 return self
@@ -86,8 +90,7 @@ class SimNode:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._log.close()
 
 
 class TopicRecorder:

@@ -242,3 +242,26 @@ def test_robotrl_deploy_over_the_ros_master(roscore, policy_dir, tmp_path):
                                 f"robot.ros.master_uri=http://127.0.0.1:{free_port()}", "robot.ros.start_master=false"],
                          env=env, capture_output=True, text=True, timeout=240)
     assert bad.returncode == 2 and "is not reachable" in bad.stderr
+
+
+def test_camera_images_arrive_as_uint8_hwc(roscore, sim_node):
+    from robotrl.hw.ros1 import array_to_image, image_to_array
+
+    img = np.random.default_rng(0).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(image_to_array(array_to_image(img)), img)
+    bgr = array_to_image(img)
+    bgr.encoding, bgr.data = "bgr8", img[..., ::-1].tobytes()
+    np.testing.assert_array_equal(image_to_array(bgr), img)
+
+    ensure_test_node(roscore)
+    sim_node("/sim_i", extra=("--image",))
+    robot = make_robot({"type": "ros1", "task": TASK, "sim_node": {"namespace": "/sim_i"}, "env": {"image": True},
+                        "ros": {"master_uri": roscore.uri, "connect_timeout_s": 60}})
+    robot.connect()
+    try:
+        obs = robot.get_observation()
+        assert obs["image"].shape == (84, 84, 3) and obs["image"].dtype == np.uint8 and obs["image"].std() > 1
+        assert robot.observation_features["image"].shape == (84, 84, 3)
+        assert obs["state"].shape == (22,)
+    finally:
+        robot.disconnect()
