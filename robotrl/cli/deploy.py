@@ -66,14 +66,14 @@ def build(cfg: DictConfig | dict[str, Any]) -> tuple[Any, Any, Any, dict[str, An
     if simulated:
         env = dict((run_cfg or {}).get("env") or {})
         env.pop("name", None)
-        env.update(rc.env or {})
-        task = c.get("task") or rc.task or env.get("id")
+        task = c.get("task") or rc.task or (rc.env or {}).get("id") or env.get("id")
         if not task:
             raise RobotConfigError(
                 f"simulated robot {rc.name!r}: no task; pass task=robotrl/ArmLift-v0 (the checkpoint has no run config)"
             )
-        if task != env.get("id"):
-            env = {k: v for k, v in env.items() if k in ("image_size",)}
+        if task != env.get("id"):  # the training env is another task: keep only its image size
+            env = {k: v for k, v in env.items() if k == "image_size"}
+        env.update(rc.env or {})  # the robot config's overrides (max_episode_steps, kwargs ...)
         env["id"] = task
         if any(is_image_key(k) for k in policy.config.obs_keys):
             env["image"] = True
@@ -97,7 +97,7 @@ def build(cfg: DictConfig | dict[str, Any]) -> tuple[Any, Any, Any, dict[str, An
         max_steps=c.get("max_steps"),
         seed=c.get("seed", 100_000),
         background_inference=bool(c.get("background_inference", False)),
-        prefetch_steps=int(c.get("prefetch_steps", 2)),
+        prefetch_steps=None if c.get("prefetch_steps") is None else int(c["prefetch_steps"]),
         align_chunks=bool(c.get("align_chunks", True)),
         on_watchdog=str(c.get("on_watchdog", "hold")),
         stop_on_success=bool(c.get("stop_on_success", True)),

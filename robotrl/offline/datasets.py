@@ -30,7 +30,7 @@ import torch
 
 from robotrl.data.episode_store import EpisodeStore
 
-__all__ = ["D4RLGenConfig", "generate_d4rl_datasets", "rollout_store", "KINDS"]
+__all__ = ["D4RLGenConfig", "generate_d4rl_datasets", "rollout_store", "concat_stores", "KINDS"]
 
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 
@@ -266,7 +266,7 @@ def generate_d4rl_datasets(cfg: D4RLGenConfig) -> dict[str, Any]:
                                                             "medium_policy_return": medium["return"]}))
             stores["medium-replay"] = store
         if "medium-expert" in cfg.kinds:
-            me = _concat(stores["medium"], stores["expert"])
+            me = concat_stores(stores["medium"], stores["expert"])
             me.attrs.update(meta("medium-expert", None, {"medium_policy_return": summary["policy_returns"]["medium"],
                                                          "expert_policy_return": summary["policy_returns"]["expert"]}))
             stores["medium-expert"] = me
@@ -281,7 +281,8 @@ def generate_d4rl_datasets(cfg: D4RLGenConfig) -> dict[str, Any]:
     return summary
 
 
-def _concat(a: EpisodeStore, b: EpisodeStore) -> EpisodeStore:
+def concat_stores(a: EpisodeStore, b: EpisodeStore) -> EpisodeStore:
+    """``a``'s episodes followed by ``b``'s (keys both have)."""
     keys = [k for k in a.keys() if k in b.keys()]
     data = {k: np.concatenate([a[k], b[k]]) for k in keys}
     ends = np.concatenate([a.episode_ends, b.episode_ends + a.num_steps])

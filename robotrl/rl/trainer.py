@@ -44,6 +44,7 @@ class OnlineConfig:
     offline_ratio: float = 0.0        # fraction of each batch from offline_buffer
     demo_ratio: float = 0.0           # fraction of each batch from demo_buffer (flagged from_demo)
     grow_demo_threshold: float | None = None  # add online episodes with return >= this to the demo buffer
+    reward_scale: float = 1.0         # rewards are stored multiplied by this (e.g. IQL's dataset scaling)
     eval_every: int = 10_000          # env steps
     eval_episodes: int = 10
     eval_num_envs: int = 5
@@ -182,7 +183,7 @@ class OnlineTrainer:
             if self.buffer_path.exists():
                 buffer = ReplayBuffer.load(self.buffer_path)
             if blob.get("demo_buffer") and self.demo_buffer is not None and (self.run_dir / "checkpoints" / "online_demo").exists():
-                self.demo_buffer = ReplayBuffer.load(self.run_dir / "checkpoints" / "online_demo")
+                self.demo_buffer = type(self.demo_buffer).load(self.run_dir / "checkpoints" / "online_demo")
             print(f"[robotrl] resuming online training in {self.run_dir} at env step {state['env_steps']}")
         if buffer is None:
             buffer = make_online_buffer(obs_dim, act_dim, c.buffer_size, c.seed, c.n_step, c.gamma)
@@ -214,7 +215,7 @@ class OnlineTrainer:
                     acts = algo.act({"state": ob}, deterministic=False)
                 for i, e in enumerate(envs):
                     o2, r, term, trunc, _ = e.step(scaler.to_env(acts[i]))
-                    row = {"obs": ob[i], "action": acts[i].astype(np.float32), "reward": np.float32(r),
+                    row = {"obs": ob[i], "action": acts[i].astype(np.float32), "reward": np.float32(r * c.reward_scale),
                            "terminated": bool(term), "truncated": bool(trunc), "next_obs": o2["state"]}
                     pending[i].append(row)
                     if self.demo_buffer is not None and c.grow_demo_threshold is not None:
@@ -240,7 +241,7 @@ class OnlineTrainer:
                 state["env_steps"] += c.num_envs
                 bar.update(c.num_envs)
                 # ---- updates (utd per env step, fractional UTD carried over)
-                if not warm and len(buffer) >= c.batch_size:
+                if not warm and len(buffer) > 0:  # updates start after start_steps (sampling with replacement)
                     state["update_debt"] += c.utd * c.num_envs
                     while state["update_debt"] >= 1.0:
                         metrics = algo.update(self._sample(buffer))

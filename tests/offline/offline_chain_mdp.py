@@ -34,14 +34,15 @@ def step(s: int, a: float) -> tuple[int, float, bool]:
     return s2, float(s2 == N - 1), s2 == N - 1
 
 
-def behaviour_store(n_episodes: int = 150, seed: int = 0) -> EpisodeStore:
+def behaviour_store(n_episodes: int = 150, seed: int = 0, low: float = -1.0) -> EpisodeStore:
+    """Episodes of uniform random actions in ``[low, 1]`` (``low > 0``: the optimal policy)."""
     rng = np.random.default_rng(seed)
     cols = {k: [] for k in ("obs/state", "action", "reward", "terminated", "truncated", "next_obs/state")}
     ends = []
     for _ in range(n_episodes):
         s = 0
         for t in range(H):
-            a = rng.uniform(-1, 1, 1).astype(np.float32)
+            a = rng.uniform(low, 1, 1).astype(np.float32)
             s2, r, term = step(s, float(a[0]))
             trunc = (t == H - 1) and not term
             for k, v in (("obs/state", onehot(s)), ("action", a), ("reward", np.float32(r)), ("terminated", term),
@@ -53,6 +54,10 @@ def behaviour_store(n_episodes: int = 150, seed: int = 0) -> EpisodeStore:
         ends.append(len(cols["action"]))
     data = {k: np.asarray(v) for k, v in cols.items()}
     return EpisodeStore(data, np.asarray(ends), {})
+
+
+def expert_store(n_episodes: int = 10, seed: int = 0) -> EpisodeStore:
+    return behaviour_store(n_episodes, seed, low=0.2)
 
 
 def discounted_return(policy, start: int = 0) -> float:

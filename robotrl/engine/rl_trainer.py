@@ -1,0 +1,277 @@
+"""``train_algo(cfg)``: offline RL on a D4RL-style dataset, optional online fine-tuning, evaluation.
+
+    robotrl-train algo=iql dataset=d4rl/hopper-medium-v2 dataset.path=/data/hopper_medium-v2.hdf5
+    robotrl-train algo=arsq dataset=d4rl/hopper-medium-replay-v5 algo.online_steps=50000
+    robotrl-train algo=sac algo.env_id=Hopper-v5 algo.online_steps=100000
+
+Steps: load the dataset (any format ``robotrl.data.load_dataset`` reads) and refuse it if its
+observation/action size does not match the environment (naming file, key, expected and actual
+shape); build the algorithm from ``algo.name`` and ``algo.params`` (its dataclass, unknown keys
+refused); train ``algo.offline_steps`` gradient steps, evaluating the D4RL-normalised score every
+``algo.eval_every`` steps and checkpointing atomically (a killed run resumes); then, if
+``algo.online_steps > 0``, fine-tune online with :class:`robotrl.rl.OnlineTrainer` (keeping the
+dataset in the batches, or WSRL-style with ``algo.finetune.warmup=policy`` and
+``algo.finetune.offline_ratio=0``); finally evaluate ``eval.n_episodes`` episodes and write
+``eval/metrics.json`` and ``learning_curve.png``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robotrl.engine.checkpoint import load_checkpoint, save_checkpoint
+from robotrl.engine.logger import Logger
+from robotrl.utils.seeding import rng_state, seed_everything, set_rng_state
+
+__all__ = ["train_algo", "ALGORITHMS", "make_algorithm"]
+
+
+def _registry() -> dict[str, tuple[type, type, bool]]:
+    """name -> (class, config dataclass, needs a dataset)."""
+    from robotrl.offline.a2pr import A2PR, A2PRConfig
+    from robotrl.offline.arsq import ARSQ, ARSQConfig
+    from robotrl.offline.cql import CQL, CQLConfig
+    from robotrl.offline.iql import IQL, IQLConfig
+    from robotrl.offline.td3bc import TD3BC, TD3BCConfig
+    from robotrl.rl.sac import SAC, SACConfig
+    from robotrl.rl.td3 import TD3, TD3Config
+
+    return {
+        "iql": (IQL, IQLConfig, True), "td3bc": (TD3BC, TD3BCConfig, True), "cql": (CQL, CQLConfig, True),
+        "a2pr": (A2PR, A2PRConfig, True), "arsq": (ARSQ, ARSQConfig, True),
+        "sac": (SAC, SACConfig, False), "td3": (TD3, TD3Config, False),
+    }
+
+
+ALGORITHMS = ("iql", "td3bc", "cql", "a2pr", "arsq", "sac", "td3")
+
+_ALGO_KEYS = {"name", "params", "offline_steps", "online_steps", "eval_every", "eval_episodes", "log_every",
+              "ckpt_every", "env_id", "finetune"}
+
+
+def make_algorithm(name: str, obs_dim: int, act_dim: int, params: Mapping[str, Any] | None = None) -> Any:
+    """Build an algorithm by name from its dataclass fields (unknown fields refused)."""
+    from robotrl.rl.base import config_from_dict
+
+    reg = _registry()
+    if name not in reg:
+        raise ValueError(f"unknown algo.name {name!r}; known: {sorted(reg)}")
+    cls, cfg_cls, _ = reg[name]
+    return cls(obs_dim, act_dim, config_from_dict(cfg_cls, params, f"algo.params ({name})"))
+
+
+def _env_cfg(c: Mapping[str, Any]) -> dict[str, Any]:
+    a, d = c["algo"], c.get("dataset") or {}
+    if a.get("env_id"):
+        return {"id": a["env_id"]}
+    if d.get("env_id"):
+        return {"id": d["env_id"]}
+    from robotrl.engine.policy_trainer import env_config
+
+    return env_config(c["env"])
+
+
+def _load_dataset(dcfg: Mapping[str, Any], env_cfg: Mapping[str, Any]):
+    from robotrl.data import load_dataset
+    from robotrl.offline.common import D4RL_ENV_VERSIONS, check_dataset_env
+
+    path = Path(str(dcfg.get("path", "")))
+    if not path.exists():
+        body = str(dcfg.get("d4rl_name", "")).split("-")[0]
+        raise FileNotFoundError(
+            f"dataset file {str(path)!r} does not exist. Pass dataset.path=<your D4RL HDF5 file>, or generate "
+            f"D4RL-style data with: robotrl-collect mode=d4rl d4rl.env_id={env_cfg['id']} d4rl.out_dir={path.parent}"
+            + (f" (writes {body}-<kind>-v5.hdf5)" if body else "")
+        )
+    store = load_dataset(path, format=dcfg.get("format"))
+    check_dataset_env(store, env_cfg, source=str(path))
+    name = str(dcfg.get("d4rl_name") or dcfg.get("name") or "")
+    body = name.split("-")[0]
+    if body in D4RL_ENV_VERSIONS and not name.endswith("-v5"):
+        orig, new = D4RL_ENV_VERSIONS[body]
+        print(f"[robotrl] {name} was recorded on {orig}; evaluating on gymnasium {new} "
+              f"(same observation/action layout, newer MuJoCo: returns are close but not identical)")
+    return store
+
+
+def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Run (or resume) offline training + optional online fine-tuning; return the final evaluation."""
+    from tqdm.auto import tqdm
+
+    from robotrl.offline.common import TransitionSampler, episode_returns, locomotion_reward_scale, top_return_episodes
+    from robotrl.rl.trainer import OnlineConfig, OnlineTrainer, evaluate_algo, mix_batches, plot_rl_curve
+
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    a = dict(c["algo"])
+    unknown = sorted(set(a) - _ALGO_KEYS)
+    if unknown:
+        raise ValueError(f"unknown algo key(s) {unknown}; known: {sorted(_ALGO_KEYS)}")
+    name = a["name"]
+    reg = _registry()
+    if name not in reg:
+        raise ValueError(f"unknown algo.name {name!r}; known: {sorted(reg)}")
+    _, _, offline = reg[name]
+    params = dict(a.get("params") or {})
+    run_dir = Path(c["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if c.get("num_threads"):
+        torch.set_num_threads(int(c["num_threads"]))
+    seed = int(c.get("seed", 0))
+    gen = seed_everything(seed)
+    progress = bool(c.get("progress", True))
+    ev = c.get("eval") or {}
+    env_cfg = _env_cfg(c)
+    offline_steps = int(a.get("offline_steps", 0)) if offline else 0
+    online_steps = int(a.get("online_steps", 0))
+    (run_dir / "config.json").write_text(json.dumps(c, indent=2, default=str))
+
+    from robotrl.envs import make_env
+
+    env = make_env(env_cfg)
+    obs_dim, act_dim = int(env.observation_space["state"].shape[0]), int(env.action_space.shape[0])
+    env.close()
+    if "max_steps" in {f for f in reg[name][1].__dataclass_fields__} and "max_steps" not in params:
+        params["max_steps"] = max(offline_steps, 1)
+    algo = make_algorithm(name, obs_dim, act_dim, params)
+    acfg = algo.cfg
+    gamma = float(getattr(acfg, "gamma", 0.99))
+    batch_size = int(getattr(acfg, "batch_size", 256))
+
+    sampler = demo = None
+    reward_scale = 1.0
+    demo_threshold = None
+    if offline:
+        store = _load_dataset(c["dataset"], env_cfg)
+        if getattr(acfg, "normalize_reward", False):
+            reward_scale = locomotion_reward_scale(store)
+        sampler = TransitionSampler.from_store(store, gamma=gamma, seed=seed)
+        sampler.reward = sampler.reward * reward_scale
+        if getattr(acfg, "normalize_obs", False):
+            algo.set_obs_stats(*sampler.obs_stats())
+        if name == "arsq":
+            eps = top_return_episodes(store, acfg.demo_percentile)
+            demo = TransitionSampler.from_store(store.subset(eps), gamma=gamma, seed=seed + 1)
+            demo_threshold = float(episode_returns(store)[eps].mean())
+            print(f"[robotrl] ARSQ demo buffer: {len(eps)} of {store.num_episodes} episodes "
+                  f"(return >= {acfg.demo_percentile:.0f}th percentile, mean {demo_threshold:.1f}), {len(demo)} transitions")
+
+    eval_every = int(a.get("eval_every", 10_000))
+    eval_episodes = int(a.get("eval_episodes", 10))
+    log_every = int(a.get("log_every", 1000))
+    ckpt_every = int(a.get("ckpt_every", 10_000))
+    eval_num_envs = int(ev.get("num_envs", 5))
+    eval_seed = int(ev.get("seed", 100_000))
+    ckpt_path = run_dir / "checkpoints" / "offline_last.pt"
+    step = 0
+    if offline and ckpt_path.exists() and c.get("resume", True):
+        blob = load_checkpoint(ckpt_path)
+        if blob.get("algo_name") != name:
+            raise ValueError(f"{ckpt_path} was written by algo {blob.get('algo_name')!r}, not {name!r}; "
+                             "use another run_dir or resume=false")
+        algo.load_state_dict(blob["algo"])
+        step = int(blob["step"])
+        set_rng_state(blob["rng"], gen)
+        sampler.gen.set_state(blob["sampler_rng"])
+        if demo is not None and blob.get("demo_rng") is not None:
+            demo.gen.set_state(blob["demo_rng"])
+        print(f"[robotrl] resuming {run_dir} at offline step {step}")
+
+    def save(step: int) -> None:
+        save_checkpoint(ckpt_path, {"algo": algo.state_dict(), "step": step, "rng": rng_state(gen), "algo_name": name,
+                                    "sampler_rng": sampler.gen.get_state(),
+                                    "demo_rng": demo.gen.get_state() if demo is not None else None})
+
+    def sample() -> Any:
+        if demo is None:
+            return sampler.sample(batch_size)
+        n_demo = int(round(batch_size * acfg.demo_ratio))
+        return mix_batches([(sampler.sample(batch_size - n_demo), False), (demo.sample(n_demo), True)])
+
+    title = f"{name} on {c.get('dataset', {}).get('name', env_cfg['id']) if offline else env_cfg['id']}"
+    t0 = time.time()
+    steps_per_s = None
+    if offline and step < offline_steps:
+        logger = Logger(run_dir, tensorboard=bool(c.get("train", {}).get("tensorboard", True)))
+        bar = tqdm(range(step, offline_steps), initial=step, total=offline_steps, desc=f"offline {name}",
+                   disable=not progress, dynamic_ncols=True)
+        s0 = step
+        try:
+            for step in range(step + 1, offline_steps + 1):
+                metrics = algo.update(sample())
+                bar.update(1)
+                if step % log_every == 0 or step == offline_steps:
+                    if not all(np.isfinite(v) for v in metrics.values()):
+                        raise FloatingPointError(f"non-finite metrics at offline step {step}: {metrics}")
+                    metrics["grad_steps_per_s"] = (step - s0) / max(time.time() - t0, 1e-9)
+                    logger.log(step, metrics, prefix="offline_train")
+                if eval_every and step % eval_every == 0 and step < offline_steps:
+                    m = evaluate_algo(algo, env_cfg, eval_episodes, num_envs=eval_num_envs, seed=eval_seed)
+                    logger.log(step, _scalars(m), prefix="offline_eval")
+                    plot_rl_curve(run_dir, title=title)
+                    bar.set_postfix(score=f"{m['normalized_score']:.1f}" if m["normalized_score"] is not None
+                                    else f"{m['mean_return']:.1f}")
+                if step % ckpt_every == 0 or step == offline_steps:
+                    save(step)
+        finally:
+            bar.close()
+            logger.close()
+        steps_per_s = (offline_steps - s0) / max(time.time() - t0, 1e-9)
+
+    online_out = None
+    if online_steps > 0:
+        ft = dict(a.get("finetune") or {})
+        ft.setdefault("offline_ratio", 0.5 if offline and name != "arsq" else 0.0)
+        ft.setdefault("start_steps", 0 if offline else 5000)
+        ft.setdefault("utd", float(getattr(acfg, "utd", 1.0)))
+        ft.setdefault("n_step", int(getattr(acfg, "n_step", 1)))
+        if name == "arsq":
+            ft.setdefault("demo_ratio", acfg.demo_ratio)
+            ft.setdefault("grow_demo_threshold", demo_threshold)
+        ocfg = OnlineConfig(
+            total_env_steps=online_steps, batch_size=batch_size, gamma=gamma, seed=seed, progress=progress,
+            eval_every=eval_every, eval_episodes=eval_episodes, eval_num_envs=eval_num_envs, eval_seed=eval_seed,
+            log_every=log_every, ckpt_every=ckpt_every, reward_scale=reward_scale,
+            tensorboard=bool(c.get("train", {}).get("tensorboard", True)),
+        )
+        from robotrl.rl.base import config_from_dict
+        import dataclasses
+
+        ocfg = config_from_dict(OnlineConfig, {**dataclasses.asdict(ocfg), **ft}, "algo.finetune")
+        trainer = OnlineTrainer(algo, env_cfg, ocfg, run_dir,
+                                offline_buffer=sampler if ocfg.offline_ratio > 0 else None,
+                                demo_buffer=demo if ocfg.demo_ratio > 0 else None)
+        online_out = trainer.run()
+
+    # ---- final evaluation
+    n_final = int(ev.get("n_episodes", 10))
+    m = evaluate_algo(algo, env_cfg, n_final, num_envs=eval_num_envs, seed=eval_seed)
+    logger = Logger(run_dir, tensorboard=False)
+    logger.log(offline_steps + online_steps, _scalars(m), prefix="online_eval" if online_steps else "offline_eval")
+    logger.close()
+    curve = plot_rl_curve(run_dir, title=title)
+    torch.save(algo.state_dict(), run_dir / "checkpoints" / "final_algo.pt")
+    out = {
+        "algo": name, "env": env_cfg["id"], "dataset": (c.get("dataset") or {}).get("path") if offline else None,
+        "offline_steps": offline_steps, "online_steps": online_steps,
+        "mean_return": m["mean_return"], "std_return": m["std_return"],
+        "normalized_score": m["normalized_score"], "normalized_score_std": m["normalized_score_std"],
+        "n_episodes": n_final, "offline_grad_steps_per_s": steps_per_s,
+        "online": {k: v for k, v in (online_out or {}).items() if k != "last_eval"} or None,
+        "learning_curve": str(curve), "checkpoint": str(run_dir / "checkpoints" / "final_algo.pt"),
+    }
+    (run_dir / "eval").mkdir(exist_ok=True)
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps({**out, "returns": m["returns"]}, indent=2, default=str))
+    return out
+
+
+def _scalars(m: Mapping[str, Any]) -> dict[str, float]:
+    out = {"mean_return": m["mean_return"], "std_return": m["std_return"]}
+    if m.get("normalized_score") is not None:
+        out.update(normalized_score=m["normalized_score"], normalized_score_std=m["normalized_score_std"])
+    return out

@@ -1,0 +1,84 @@
+"""``train_algo`` end to end on a generated dataset: offline, online fine-tuning, resume, metrics."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _cfg(tmp_path, files, name, params, offline=200, online=0, finetune=None, kind="medium-replay"):
+    return {
+        "seed": 0, "progress": False, "run_dir": str(tmp_path / name), "num_threads": 1,
+        "algo": {"name": name, "offline_steps": offline, "online_steps": online, "eval_every": 100,
+                 "eval_episodes": 2, "log_every": 50, "ckpt_every": 100, "params": params,
+                 "finetune": finetune or {}},
+        "dataset": {"name": f"hopper-{kind}-v5", "path": files[kind], "format": "d4rl", "env_id": "Hopper-v5",
+                    "d4rl_name": f"hopper-{kind}-v5"},
+        "eval": {"n_episodes": 3, "num_envs": 3, "seed": 1000},
+        "train": {"tensorboard": False},
+    }
+
+
+def test_iql_offline_then_online_and_resume(tiny_hopper, tmp_path):
+    from robotrl.engine.rl_trainer import train_algo
+
+    _, summary = tiny_hopper
+    cfg = _cfg(tmp_path, summary["files"], "iql", {"hidden_dims": [32, 32], "batch_size": 64}, offline=200,
+               online=150, finetune={"utd": 1.0})
+    out = train_algo(cfg)
+    assert out["offline_steps"] == 200 and out["online"]["env_steps"] == 150 and out["online"]["updates"] == 150
+    assert out["normalized_score"] is not None and out["n_episodes"] == 3
+    run = tmp_path / "iql"
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert len(metrics["returns"]) == 3
+    assert (run / "learning_curve.png").stat().st_size > 0
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("offline_eval/normalized_score" in r for r in rows)
+    assert any("offline_train/grad_steps_per_s" in r for r in rows)
+    # a second call resumes: nothing left offline, the online phase continues to a larger budget
+    cfg["algo"]["online_steps"] = 200
+    out2 = train_algo(cfg)
+    assert out2["offline_grad_steps_per_s"] is None                 # offline phase was already complete
+    assert out2["online"]["env_steps"] == 200 and out2["online"]["updates"] == 200
+
+
+@pytest.mark.parametrize("name,params", [
+    ("td3bc", {"hidden_dims": [32, 32], "batch_size": 64}),
+    ("cql", {"hidden_dims": [32, 32], "batch_size": 64, "num_random": 2}),
+    ("a2pr", {"hidden_dims": [32, 32], "vae_hidden_dims": [32, 32], "batch_size": 64}),
+])
+def test_other_offline_algorithms_run(tiny_hopper, tmp_path, name, params):
+    from robotrl.engine.rl_trainer import train_algo
+
+    _, summary = tiny_hopper
+    out = train_algo(_cfg(tmp_path, summary["files"], name, params, offline=60))
+    assert out["offline_steps"] == 60 and out["mean_return"] > 0
+
+
+def test_arsq_offline_then_online_with_demos(tiny_hopper, tmp_path):
+    from robotrl.engine.rl_trainer import train_algo
+
+    _, summary = tiny_hopper
+    params = {"hidden_dims": [32, 32], "batch_size": 64, "levels": 2, "bins": 3}
+    out = train_algo(_cfg(tmp_path, summary["files"], "arsq", params, offline=60, online=80, kind="medium-expert"))
+    assert out["online"]["env_steps"] == 80 and out["online"]["updates"] == 80
+
+
+def test_wsrl_finetune_has_no_offline_data(tiny_hopper, tmp_path):
+    from robotrl.engine.rl_trainer import train_algo
+
+    _, summary = tiny_hopper
+    cfg = _cfg(tmp_path, summary["files"], "iql", {"hidden_dims": [32, 32], "batch_size": 64}, offline=50, online=120,
+               finetune={"warmup": "policy", "start_steps": 60, "offline_ratio": 0.0})
+    out = train_algo(cfg)
+    assert out["online"]["updates"] == 60                           # no updates during the warm-up rollouts
+    online_cfg = json.loads((tmp_path / "iql" / "online_config.json").read_text())
+    assert online_cfg["offline_ratio"] == 0.0 and online_cfg["warmup"] == "policy"
+
+
+def test_unknown_keys_are_refused(tiny_hopper, tmp_path):
+    from robotrl.engine.rl_trainer import train_algo
+
+    _, summary = tiny_hopper
+    with pytest.raises(ValueError, match="expectle.*did you mean 'expectile'"):
+        train_algo(_cfg(tmp_path, summary["files"], "iql", {"expectle": 0.9}))
