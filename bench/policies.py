@@ -41,9 +41,9 @@ STATE_SHAPE = {"obs": {"state": [8]}, "action": [2]}  # TwoPaths
 TRAIN = {
     "bc": ("bc", 3000, 64, []),
     "diffusion": ("diffusion_unet", 4000, 64, []),
-    "carp": ("carp", 6000, 64, []),
+    "carp": ("carp", 8000, 64, []),
 }
-QUICK_STEPS = {"bc": 300, "diffusion": 300, "carp": 600}
+QUICK_STEPS = {"bc": 300, "diffusion": 300, "carp": 800}
 
 
 def _policy(name: str):
@@ -130,7 +130,7 @@ def bench_success(quick: bool, runs_dir: Path, skip_training: bool) -> list[dict
         rows.append(row(f"TwoPaths-v0: {label}", "success_rate", s, peer="BC (MSE), same data and run", peer_value=bc,
                         goal=">= 0.8 and > BC", met=None if s is None else bool(s >= 0.8 and (bc is None or s > bc)),
                         seeds=1, episodes=episodes, train_steps=res[key].get("steps"),
-                        train_seconds=res[key].get("train_seconds_this_session")))
+                        train_seconds=res[key].get("train_seconds_this_session") or None))
     return rows
 
 

@@ -174,8 +174,9 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                     raise FloatingPointError(f"non-finite loss {float(loss)} at step {state['global_step']} (stage {stage})")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if tr.get("grad_clip"):
-                    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, float(tr["grad_clip"])))
+                clip = over.get("grad_clip", tr.get("grad_clip"))
+                if clip:
+                    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, float(clip)))
                 opt.step()
                 sched.step()
                 if ema is not None:

@@ -136,7 +136,7 @@ def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     env = make_env(env_cfg)
     obs_dim, act_dim = int(env.observation_space["state"].shape[0]), int(env.action_space.shape[0])
     env.close()
-    if "max_steps" in {f for f in reg[name][1].__dataclass_fields__} and "max_steps" not in params:
+    if "max_steps" in reg[name][1].__dataclass_fields__ and params.get("max_steps") is None:
         params["max_steps"] = max(offline_steps, 1)
     algo = make_algorithm(name, obs_dim, act_dim, params)
     acfg = algo.cfg
@@ -201,6 +201,7 @@ def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         bar = tqdm(range(step, offline_steps), initial=step, total=offline_steps, desc=f"offline {name}",
                    disable=not progress, dynamic_ncols=True)
         s0 = step
+        eval_time = 0.0
         try:
             for step in range(step + 1, offline_steps + 1):
                 metrics = algo.update(sample())
@@ -208,24 +209,26 @@ def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                 if step % log_every == 0 or step == offline_steps:
                     if not all(np.isfinite(v) for v in metrics.values()):
                         raise FloatingPointError(f"non-finite metrics at offline step {step}: {metrics}")
-                    metrics["grad_steps_per_s"] = (step - s0) / max(time.time() - t0, 1e-9)
+                    metrics["grad_steps_per_s"] = (step - s0) / max(time.time() - t0 - eval_time, 1e-9)
                     logger.log(step, metrics, prefix="offline_train")
                 if eval_every and step % eval_every == 0 and step < offline_steps:
+                    te = time.time()
                     m = evaluate_algo(algo, env_cfg, eval_episodes, num_envs=eval_num_envs, seed=eval_seed)
                     logger.log(step, _scalars(m), prefix="offline_eval")
                     plot_rl_curve(run_dir, title=title)
                     bar.set_postfix(score=f"{m['normalized_score']:.1f}" if m["normalized_score"] is not None
                                     else f"{m['mean_return']:.1f}")
+                    eval_time += time.time() - te
                 if step % ckpt_every == 0 or step == offline_steps:
                     save(step)
         finally:
             bar.close()
             logger.close()
-        steps_per_s = (offline_steps - s0) / max(time.time() - t0, 1e-9)
+        steps_per_s = (offline_steps - s0) / max(time.time() - t0 - eval_time, 1e-9)  # gradient steps only
 
     online_out = None
     if online_steps > 0:
-        ft = dict(a.get("finetune") or {})
+        ft = {k: v for k, v in (a.get("finetune") or {}).items() if v is not None}
         ft.setdefault("offline_ratio", 0.5 if offline and name != "arsq" else 0.0)
         ft.setdefault("start_steps", 0 if offline else 5000)
         ft.setdefault("utd", float(getattr(acfg, "utd", 1.0)))
@@ -245,7 +248,7 @@ def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         ocfg = config_from_dict(OnlineConfig, {**dataclasses.asdict(ocfg), **ft}, "algo.finetune")
         trainer = OnlineTrainer(algo, env_cfg, ocfg, run_dir,
                                 offline_buffer=sampler if ocfg.offline_ratio > 0 else None,
-                                demo_buffer=demo if ocfg.demo_ratio > 0 else None)
+                                demo_buffer=demo if ocfg.demo_ratio > 0 else None, step_offset=offline_steps)
         online_out = trainer.run()
 
     # ---- final evaluation

@@ -168,7 +168,13 @@ class Policy(nn.Module):
     def loss(self, batch: TensorDict) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError(f"{type(self).__name__} must implement loss()")
 
-    def sample_actions(self, obs: Mapping[str, Any], num_samples: int = 1) -> torch.Tensor:
+    def sample_actions(self, obs: Mapping[str, Any], num_samples: int = 1, return_features: bool = False):
+        """``[B, N, H, A]`` candidate chunks in env units (observation encoded once for all N).
+
+        With ``return_features=True`` also the policy's own feature per candidate ``[B, N, F]``
+        (what test-time verifiers score): diffusion, the denoiser's last hidden state at the
+        final denoising step; CARP, the transformer's last hidden state over the chunk's tokens.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement sample_actions()")
 
     @torch.no_grad()

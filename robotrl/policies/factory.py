@@ -8,6 +8,7 @@ POLICIES: dict[str, str] = {
     "bc": "robotrl.policies.bc.modeling_bc:BCPolicy",
     "diffusion": "robotrl.policies.diffusion.modeling_diffusion:DiffusionPolicy",
     "carp": "robotrl.policies.carp.modeling_carp:CARPPolicy",
+    "residual": "robotrl.residual.policy:ResidualPolicy",
     "verified": "robotrl.verifiers.verified_policy:VerifiedPolicy",
 }
 

@@ -17,7 +17,9 @@ checkpoint metadata and ``model.safetensors`` both networks, so ``robotrl.polici
 Per-row episode starts: call ``reset()`` (all rows) or ``reset_envs(rows)``. As a fallback for
 evaluators that cannot tell the policy (``robotrl.engine.evaluation.evaluate``), a row whose
 observation history holds ``n_obs_steps >= 2`` identical frames (what ``ObservationHistory``
-returns right after ``reset``) starts a new base chunk.
+returns right after ``reset``) starts a new base chunk (``auto_episode_starts``; the training
+loop, demo relabelling and :func:`robotrl.residual.trainer.evaluate_policy_seeded` reset
+explicitly and turn it off, since a robot at rest also repeats frames).
 """
 from __future__ import annotations
 
@@ -109,6 +111,9 @@ class ResidualPolicy(Policy):
         self._chunk: torch.Tensor | None = None   # [B, Ta, A] normalised base chunk
         self._chunk_env: torch.Tensor | None = None  # the same in env units (exact base actions)
         self._phase: torch.Tensor | None = None   # [B] next index into the chunk
+        #: detect episode starts from identical history frames (for evaluators that never call
+        #: ``reset_envs``); loops that reset explicitly turn it off (a robot at rest repeats frames)
+        self.auto_episode_starts = True
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -127,7 +132,6 @@ class ResidualPolicy(Policy):
                 "normalizer": base.normalizer.spec()}
         obs_keys = tuple(bc.obs_keys)
         shape_meta = {"obs": dict(base.shape_meta["obs"]), "action": list(base.shape_meta["action"])}
-        A = int(shape_meta["action"][0])
         norm = Normalizer()
         if base.normalizer.modes.get("action") == "minmax":
             off, sc = base.normalizer._stats("action")
@@ -146,8 +150,6 @@ class ResidualPolicy(Policy):
         cfg = ResidualConfig(n_obs_steps=bc.n_obs_steps, horizon=bc.n_obs_steps, n_action_steps=1, obs_keys=obs_keys,
                              base=meta, state_dim=sd, hidden_dims=tuple(hidden_dims), layer_norm=layer_norm,
                              action_scale=action_scale)
-        if A != base.action_dim:  # pragma: no cover - shape_meta is the base's
-            raise AssertionError
         return cls(cfg, shape_meta, norm, base=base)
 
     # ------------------------------------------------------------------ pieces used by the RL loop
@@ -174,7 +176,7 @@ class ResidualPolicy(Policy):
         if self._chunk is None or self._chunk.shape[0] != B:
             return torch.ones(B, dtype=torch.bool)
         need = self._phase >= self._chunk.shape[1]
-        if cfg.n_obs_steps >= 2:  # fallback episode-start detection (see module docstring)
+        if cfg.n_obs_steps >= 2 and self.auto_episode_starts:  # fallback episode-start detection (see module docstring)
             fresh = torch.ones(B, dtype=torch.bool)
             for k in cfg.obs_keys:
                 x = torch.as_tensor(np.asarray(obs[k])) if not torch.is_tensor(obs[k]) else obs[k]

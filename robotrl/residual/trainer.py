@@ -94,6 +94,14 @@ def relabel_demos(store: Any, policy: ResidualPolicy, n_step: int = 3, gamma: fl
     term = np.asarray(store["terminated"], bool).reshape(-1) if "terminated" in store else np.zeros(len(act), bool)
     per_key = {k: np.asarray(store[f"obs/{k}"]) for k in keys}
     buf = ReplayBuffer(max(int(ends[-1]), 1), buffer_spec(S, A), seed=seed, n_step=n_step, gamma=gamma)
+    with _explicit_resets(policy):
+        _relabel_into(buf, policy, starts, ends, keys, per_key, To, state, nstate, act, rew, term)
+    policy.reset()
+    return buf
+
+
+def _relabel_into(buf, policy, starts, ends, keys, per_key, To, state, nstate, act, rew, term) -> None:
+    A = policy.action_dim
     for s, e in zip(starts, ends):
         T = int(e - s)
         if T < 1:
@@ -117,12 +125,23 @@ def relabel_demos(store: Any, policy: ResidualPolicy, n_step: int = 3, gamma: fl
         a_n = policy.normalize_action(torch.from_numpy(act[s:e])).clamp(-1, 1).numpy()
         buf.extend({"obs": {"state": state[s:e], "base_action": base_n}, "action": a_n, "reward": r,
                     "terminated": te, "truncated": tr, "next": {"obs": {"state": ns, "base_action": nb}}})
-    policy.reset()
-    return buf
 
 
 def _batch_obs(obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v)[None] for k, v in obs.items()}
+
+
+@contextmanager
+def _explicit_resets(policy: Any):
+    """The caller resets per episode: no episode-start guessing from repeated frames."""
+    old = getattr(policy, "auto_episode_starts", None)
+    if old is not None:
+        policy.auto_episode_starts = False
+    try:
+        yield
+    finally:
+        if old is not None:
+            policy.auto_episode_starts = old
 
 
 @contextmanager
@@ -144,6 +163,14 @@ def evaluate_policy_seeded(policy: Any, env_fn: Callable[[], Any], n_episodes: i
     successes, returns, lengths = [], [], []
     was = policy.training
     policy.eval()
+    with _explicit_resets(policy):
+        _eval_loop(policy, env, n_episodes, seed, max_steps, successes, returns, lengths, was)
+    return {"success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
+            "successes": successes, "returns": returns, "lengths": lengths,
+            "seeds": [int(seed) + i for i in range(int(n_episodes))]}
+
+
+def _eval_loop(policy, env, n_episodes, seed, max_steps, successes, returns, lengths, was) -> None:
     try:
         for i in range(int(n_episodes)):
             obs, info = env.reset(seed=int(seed) + i)
@@ -164,9 +191,6 @@ def evaluate_policy_seeded(policy: Any, env_fn: Callable[[], Any], n_episodes: i
         env.close()
         policy.train(was)
         policy.reset()
-    return {"success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
-            "successes": successes, "returns": returns, "lengths": lengths,
-            "seeds": [int(seed) + i for i in range(int(n_episodes))]}
 
 
 def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: Any,
@@ -202,6 +226,8 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
         bar.write(f"[residual] env step {step}: success {m['success_rate']:.2f} over {c.eval_episodes} episodes")
 
     bar = tqdm(total=c.total_env_steps, desc="residual td3", disable=not c.progress, dynamic_ncols=True)
+    auto = policy.auto_episode_starts
+    policy.auto_episode_starts = False  # this loop resets the policy at every episode start
     if c.eval_every:
         evaluate(0)
     episode = 0
@@ -276,6 +302,7 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
     finally:
         bar.close()
         env.close()
+        policy.auto_episode_starts = auto
     if c.eval_every and (not curve or curve[-1]["env_steps"] != steps):
         evaluate(steps)
     wall = time.time() - t_start

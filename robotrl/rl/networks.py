@@ -40,6 +40,19 @@ class VectorizedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of ``[E, B, h]`` with a separate affine transform per member."""
+
+    def __init__(self, features: int, ensemble_size: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, features))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+
+
 class EnsembleMLP(nn.Module):
     """``E`` MLPs with the same shape evaluated together: ``[E, B, in] -> [E, B, out]``."""
 
@@ -51,7 +64,7 @@ class EnsembleMLP(nn.Module):
         for h in hidden_dims:
             layers.append(VectorizedLinear(d, h, ensemble_size))
             if layer_norm:
-                layers.append(nn.LayerNorm(h))  # normalises each member's features separately
+                layers.append(EnsembleLayerNorm(h, ensemble_size))
             layers.append(ACTIVATIONS[activation]())
             d = h
         layers.append(VectorizedLinear(d, out_dim, ensemble_size))

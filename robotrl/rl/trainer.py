@@ -119,16 +119,18 @@ class OnlineTrainer:
         cfg: :class:`OnlineConfig`.
         run_dir: where ``checkpoints/``, ``metrics.jsonl``, ``tb/`` and ``learning_curve.png`` go.
         offline_buffer / demo_buffer: optional replay buffers mixed into every batch.
-        step_offset: the x-axis origin for logging (e.g. the offline gradient steps already done).
+        step_offset: added to the env step in the logs (e.g. the offline gradient steps already done), so
+            one learning curve shows offline then online training.
     """
 
     def __init__(self, algo: Any, env_cfg: Any, cfg: OnlineConfig, run_dir: str | Path,
                  offline_buffer: ReplayBuffer | None = None, demo_buffer: ReplayBuffer | None = None,
-                 log_prefix: str = "online") -> None:
+                 log_prefix: str = "online", step_offset: int = 0) -> None:
         self.algo, self.env_cfg, self.cfg = algo, env_cfg, cfg
         self.run_dir = Path(run_dir)
         self.offline_buffer, self.demo_buffer = offline_buffer, demo_buffer
         self.log_prefix = log_prefix
+        self.step_offset = int(step_offset)
         if cfg.offline_ratio > 0 and offline_buffer is None:
             raise ValueError("OnlineConfig.offline_ratio > 0 needs an offline_buffer")
         if cfg.demo_ratio > 0 and demo_buffer is None:
@@ -229,7 +231,7 @@ class OnlineTrainer:
                     if done:
                         state["episodes"] += 1
                         state["recent_returns"] = (state["recent_returns"] + [float(ep_ret[i])])[-20:]
-                        logger.log(state["env_steps"], {"episode_return": ep_ret[i], "episode_length": ep_len[i]},
+                        logger.log(self.step_offset + state["env_steps"], {"episode_return": ep_ret[i], "episode_length": ep_len[i]},
                                    prefix=f"{self.log_prefix}_rollout")
                         if (self.demo_buffer is not None and c.grow_demo_threshold is not None
                                 and ep_ret[i] >= c.grow_demo_threshold):
@@ -252,12 +254,12 @@ class OnlineTrainer:
                     dt = time.time() - t0
                     metrics = dict(metrics, updates=state["updates"],
                                    updates_per_s=(state["updates"] - u0) / max(dt, 1e-9))
-                    logger.log(s, metrics, prefix=f"{self.log_prefix}_train")
+                    logger.log(self.step_offset + s, metrics, prefix=f"{self.log_prefix}_train")
                     if state["recent_returns"]:
                         bar.set_postfix(ret=f"{np.mean(state['recent_returns'][-5:]):.1f}")
                 if c.eval_every and s % c.eval_every < c.num_envs:
                     last_eval = self._evaluate(scaler, c.eval_episodes)
-                    logger.log(s, _eval_scalars(last_eval), prefix=f"{self.log_prefix}_eval")
+                    logger.log(self.step_offset + s, _eval_scalars(last_eval), prefix=f"{self.log_prefix}_eval")
                     plot_rl_curve(self.run_dir, title=f"{algo.name} on {_env_id(self.env_cfg)}")
                 if c.ckpt_every and s % c.ckpt_every < c.num_envs:
                     self._save(algo, state, gen, buffer, pending)
@@ -354,7 +356,7 @@ def plot_rl_curve(run_dir: str | Path, title: str = "") -> Path:
             pts = sorted({int(r["step"]): r[f"{prefix}/{tag}"] for r in rows if f"{prefix}/{tag}" in r}.items())
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=color, label=prefix)
-    axes[0].set(title="evaluation return", xlabel="step (offline: gradient steps, online: env steps)")
+    axes[0].set(title="evaluation return", xlabel="offline gradient steps, then online env steps")
     axes[1].set(title="D4RL-normalised score", xlabel="step")
     for ax in axes:
         ax.grid(alpha=0.3)

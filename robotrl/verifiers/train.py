@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from robotrl.verifiers.base import VerifierConfig
 from robotrl.verifiers.cfn import CFNConfig, CFNVerifier
 from robotrl.verifiers.value import ValueConfig, ValueVerifier
 
@@ -42,6 +41,11 @@ class CFNTrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     seed: int = 0
+    episodes: str = "all"          # "all" (the policy's whole training set, as TACO) | "success" (successful episodes only)
+
+    def __post_init__(self) -> None:
+        if self.episodes not in ("all", "success"):
+            raise ValueError(f"CFNTrainConfig.episodes must be 'all' or 'success', got {self.episodes!r}")
 
 
 @dataclasses.dataclass
@@ -67,28 +71,48 @@ def _from_dict(klass: type, d: Mapping[str, Any] | None) -> Any:
     return klass(**d)
 
 
-def _policy_sampler(policy: Any, store: Any):
+def _policy_sampler(policy: Any, store: Any, episode_indices: np.ndarray | None = None):
     from robotrl.data import SequenceSampler
 
     pc = policy.config
     return SequenceSampler(
         store, sequence_length=pc.horizon, pad_before=pc.n_obs_steps - 1, pad_after=pc.n_action_steps - 1,
-        keys=[f"obs/{k}" for k in pc.obs_keys] + ["action"], obs_steps=pc.n_obs_steps,
+        keys=[f"obs/{k}" for k in pc.obs_keys] + ["action"], obs_steps=pc.n_obs_steps, episode_indices=episode_indices,
     )
+
+
+def successful_episodes(store: Any) -> np.ndarray:
+    """Indices of the episodes that succeed: a positive reward at some step (the bundled tasks' sparse
+    success reward) -- or, where the data records it, ``infos/is_success``."""
+    key = "infos/is_success" if "infos/is_success" in store else "reward"
+    if key not in store:
+        raise KeyError(f"cannot tell successful episodes apart: the dataset has neither 'reward' nor "
+                       f"'infos/is_success' (keys {sorted(store.keys())})")
+    flag = np.asarray(store[key]).astype(np.float64) > 0
+    ends = np.asarray(store.episode_ends)
+    starts = np.concatenate([[0], ends[:-1]])
+    return np.array([i for i, (a, b) in enumerate(zip(starts, ends)) if flag[a:b].any()], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------- CFN
 @torch.no_grad()
 def collect_policy_features(policy: Any, store: Any, num_candidates: int = 16, max_samples: int | None = 4096,
-                            batch_size: int = 64, seed: int = 0, progress: bool = True) -> dict[str, torch.Tensor]:
-    """High-fidelity features ``[S, F]`` of the policy on its training windows.
+                            batch_size: int = 64, seed: int = 0, progress: bool = True,
+                            episodes: str = "all") -> dict[str, torch.Tensor]:
+    """High-fidelity features ``[S, F]`` of the policy on its training windows (of every episode, or of
+    the successful ones with ``episodes="success"``).
 
     Returns ``{"features", "window_ids", "distance"}`` (``distance``: the chosen candidate's MSE to the
     demonstrated chunk in normalised units).
     """
     if not hasattr(policy, "feature_dim"):
         raise ValueError(f"{type(policy).__name__} exposes no features (sample_actions(..., return_features=True))")
-    sampler = _policy_sampler(policy, store)
+    if episodes not in ("all", "success"):
+        raise ValueError(f"episodes must be 'all' or 'success', got {episodes!r}")
+    subset = successful_episodes(store) if episodes == "success" else None
+    if subset is not None and len(subset) == 0:
+        raise ValueError("episodes='success': the dataset has no successful episode")
+    sampler = _policy_sampler(policy, store, subset)
     n = len(sampler)
     ids = np.arange(n)
     if max_samples is not None and n > max_samples:
@@ -259,7 +283,7 @@ def train_value_verifier(store: Any, policy: Any, model: Mapping[str, Any] | Non
             for p_t, p in zip(target_q.parameters(), verifier.q.parameters()):
                 p_t.lerp_(p, tc.polyak)
         if (step + 1) % 500 == 0 or step == tc.steps - 1:
-            m = {"step": step + 1, "q_loss": float(q_loss), "v_loss": float(v_loss), "q": float(q.mean())}
+            m = {"step": step + 1, "q_loss": float(q_loss.detach()), "v_loss": float(v_loss.detach()), "q": float(q.detach().mean())}
             bar.set_postfix(q=f"{m['q']:.3f}", q_loss=f"{m['q_loss']:.4f}")
             if log is not None:
                 log.append(m)
@@ -270,10 +294,11 @@ def train_value_verifier(store: Any, policy: Any, model: Mapping[str, Any] | Non
 def train_verifier(policy_checkpoint: str | Path, dataset: str | Path, kind: str, out_dir: str | Path,
                    model: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
                    num_samples: int = 32, selection: str = "greedy", temperature: float = 1.0,
-                   dataset_format: str | None = None, progress: bool = True) -> dict[str, Any]:
+                   dataset_format: str | None = None, progress: bool = True,
+                   verified_name: str = "verified_policy") -> dict[str, Any]:
     """Train a ``kind`` (``taco``/``cfn`` or ``value``) verifier for the policy at ``policy_checkpoint`` on
-    ``dataset``; write ``out_dir/verifier`` (standalone) and ``out_dir/verified_policy`` (a
-    ``VerifiedPolicy`` checkpoint for ``robotrl-eval``). Returns a summary dict."""
+    ``dataset``; write ``out_dir/verifier`` (standalone), ``out_dir/<verified_name>`` (a ``VerifiedPolicy``
+    checkpoint for ``robotrl-eval``) and ``out_dir/train_log.jsonl``. Returns a summary dict."""
     from robotrl.data import load_dataset
     from robotrl.policies import load_policy
     from robotrl.verifiers.verified_policy import VerifiedPolicy
@@ -287,7 +312,7 @@ def train_verifier(policy_checkpoint: str | Path, dataset: str | Path, kind: str
     if kind in ("taco", "cfn"):
         tc = _from_dict(CFNTrainConfig, train)
         feats = collect_policy_features(policy, store, tc.num_candidates, tc.max_samples, tc.sample_batch_size,
-                                        tc.seed, progress)
+                                        tc.seed, progress, tc.episodes)
         m = dict(model or {})
         m.setdefault("policy_type", policy.name)
         verifier = train_cfn(feats["features"], m, tc, progress, log)
@@ -300,9 +325,9 @@ def train_verifier(policy_checkpoint: str | Path, dataset: str | Path, kind: str
     seconds = time.time() - t0
     verifier.save_pretrained(out_dir / "verifier")
     wrapped = VerifiedPolicy(policy, verifier, num_samples=num_samples, selection=selection, temperature=temperature)
-    wrapped.save_pretrained(out_dir / "verified_policy")
+    wrapped.save_pretrained(out_dir / verified_name)
     summary = {"kind": kind, "policy_checkpoint": str(policy_checkpoint), "dataset": str(dataset),
-               "verifier": str(out_dir / "verifier"), "verified_policy": str(out_dir / "verified_policy"),
+               "verifier": str(out_dir / "verifier"), "verified_policy": str(out_dir / verified_name),
                "train_seconds": round(seconds, 1), "num_samples": num_samples, "selection": selection,
                "last_log": log[-1] if log else None, **extra}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -310,5 +335,5 @@ def train_verifier(policy_checkpoint: str | Path, dataset: str | Path, kind: str
     return summary
 
 
-__all__ = ["CFNTrainConfig", "ValueTrainConfig", "collect_policy_features", "train_cfn", "chunk_transitions",
-           "train_value_verifier", "train_verifier", "VerifierConfig"]
+__all__ = ["CFNTrainConfig", "ValueTrainConfig", "successful_episodes", "collect_policy_features", "train_cfn", "chunk_transitions",
+           "train_value_verifier", "train_verifier"]

@@ -99,7 +99,7 @@ class VerifiedPolicy(Policy):
         verifier.check_compatible(policy)  # a verifier trained for another policy is refused here
         super().__init__(config, policy.shape_meta, Normalizer())
         self.policy = policy
-        self.verifier = verifier
+        self.verifier = verifier.eval()
 
     # ----------------------------------------------------------------- passthrough
     @property
@@ -109,6 +109,13 @@ class VerifiedPolicy(Policy):
     @property
     def feature_dim(self) -> int | None:
         return getattr(self.policy, "feature_dim", None)
+
+    def train(self, mode: bool = True) -> "VerifiedPolicy":
+        """The base policy follows ``mode``; the verifier always stays in eval mode (no dropout, its
+        CFN prior statistics frozen), since a VerifiedPolicy never trains it."""
+        super().train(mode)
+        self.verifier.eval()
+        return self
 
     def loss(self, batch: TensorDict) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError("VerifiedPolicy is inference-only: train the base policy with robotrl-train and "

@@ -85,7 +85,8 @@ def critic_error(q_fn, action: float = 0.8) -> float:
     """Mean |Q(s, a) - Q*(s, a)| over the non-terminal states for a fixed action (right when > 0)."""
     errs = []
     for s in range(N - 1):
-        q = float(q_fn(torch.as_tensor(onehot(s))[None], torch.tensor([[action]], dtype=torch.float32)))
+        with torch.no_grad():
+            q = float(q_fn(torch.as_tensor(onehot(s))[None], torch.tensor([[action]], dtype=torch.float32)))
         errs.append(abs(q - q_star(s, action > 0)))
     return float(np.mean(errs))
 

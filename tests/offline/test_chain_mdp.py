@@ -25,7 +25,7 @@ def _make(name: str):
     if name == "cql":
         from robotrl.offline.cql import CQL, CQLConfig
 
-        return CQL(N, 1, CQLConfig(hidden_dims=H, gamma=GAMMA, tau=0.01, cql_alpha=1.0, num_random=4)), 3000
+        return CQL(N, 1, CQLConfig(hidden_dims=H, gamma=GAMMA, tau=0.01, cql_alpha=1.0, num_random=4)), 1200
     if name == "a2pr":
         from robotrl.offline.a2pr import A2PR, A2PRConfig
 

@@ -93,3 +93,9 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         st.save_file = orig
     assert (tmp_path / "pol" / "model.safetensors").read_bytes() == before
     assert load_policy(tmp_path / "pol") is not None
+
+
+def test_return_features_gives_one_feature_per_candidate():
+    p = _policy()
+    a, f = p.sample_actions({"state": np.random.randn(3, 2, 5).astype(np.float32)}, num_samples=4, return_features=True)
+    assert a.shape == (3, 4, 16, 2) and f.shape == (3, 4, p.feature_dim) and p.feature_dim == 64

@@ -30,6 +30,8 @@ def test_ensemble_critic_members_are_independent():
     q[2].sum().backward()                              # member 2's output depends only on member 2's weights
     w = c.net.net[0].weight.grad
     assert w[2].abs().sum() > 0 and w[[0, 1, 3, 4]].abs().sum() == 0
+    ln = c.net.net[1].weight.grad                       # LayerNorm affine parameters are per member too
+    assert ln[2].abs().sum() > 0 and ln[[0, 1, 3, 4]].abs().sum() == 0
 
 
 @pytest.mark.parametrize("algo_cls,cfg", [(SAC, SACConfig(hidden_dims=(32, 32), critic_lr=3e-3, tau=0.05)),

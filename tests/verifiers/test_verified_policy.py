@@ -38,7 +38,7 @@ def _cfn_for(policy, n=64):
 @pytest.fixture(scope="module", params=["diffusion", "carp"])
 def wrapped(request):
     p = _policy(request.param)
-    return VerifiedPolicy(p, _cfn_for(p), num_samples=16)
+    return VerifiedPolicy(p, _cfn_for(p), num_samples=16).eval()
 
 
 def test_candidates_share_one_observation_encoding(wrapped):
@@ -71,7 +71,8 @@ def test_verified_policy_is_a_policy_with_the_base_shapes(wrapped):
 
 def test_round_trip_acts_identically_under_a_fixed_seed(wrapped, tmp_path):
     wrapped.save_pretrained(tmp_path / "vp")
-    loaded = load_policy(tmp_path / "vp")
+    loaded = load_policy(tmp_path / "vp").eval()
+    assert not loaded.verifier.training and not load_policy(tmp_path / "vp").verifier.training
     assert isinstance(loaded, VerifiedPolicy) and type(loaded.policy) is type(wrapped.policy)
     assert loaded.config.num_samples == 16 and isinstance(loaded.verifier, CFNVerifier)
     for k, v in wrapped.state_dict().items():
@@ -124,3 +125,21 @@ def test_high_fidelity_features_pick_the_closest_candidate():
     # closest of 6 draws beats a single draw on average
     one = collect_policy_features(p, store, num_candidates=1, max_samples=10, batch_size=4, seed=1, progress=False)
     assert out["distance"].mean() < one["distance"].mean()
+
+
+def test_success_only_features_use_successful_episodes_only():
+    from robotrl.data import EpisodeStore
+    from robotrl.verifiers.train import successful_episodes
+
+    p = _policy("diffusion")
+    rng = np.random.default_rng(0)
+    eps = [{"obs/state": rng.normal(size=(10, 5)).astype(np.float32), "action": rng.uniform(-2, 2, (10, 2)).astype(np.float32),
+            "reward": np.eye(10, dtype=np.float32)[9] * (i == 1)} for i in range(3)]
+    store = EpisodeStore.from_episodes(eps)
+    assert successful_episodes(store).tolist() == [1]
+    all_ = collect_policy_features(p, store, num_candidates=2, max_samples=None, progress=False)
+    ok = collect_policy_features(p, store, num_candidates=2, max_samples=None, progress=False, episodes="success")
+    assert len(ok["features"]) * 3 == len(all_["features"])
+    with pytest.raises(ValueError, match="no successful episode"):
+        collect_policy_features(p, EpisodeStore.from_episodes([{**eps[0], "reward": np.zeros(10, np.float32)}]),
+                                num_candidates=2, progress=False, episodes="success")

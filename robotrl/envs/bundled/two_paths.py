@@ -4,9 +4,8 @@ Task
     A point agent (disc of radius 2 cm on two slide joints with position actuators) starts
     below a 30 x 10 cm obstacle centred at the origin and must reach a goal disc above it
     (within 2.5 cm). It can go round the obstacle on the LEFT or on the RIGHT; both are equally
-    good. Per episode the start is x in [-0.05, 0.05], y in [-0.24, -0.20]; the goal is fixed
-    at (0, 0.22) (a random goal gave behaviour cloning per-episode features to memorise the
-    demonstrator's side from, which hid the multimodality). Demonstrations are bimodal: averaging the two modes
+    good. Per episode the start is x in [-0.05, 0.05], y in [-0.24, -0.20] and the goal
+    x in [-0.05, 0.05], y in [0.20, 0.24]. Demonstrations are bimodal: averaging the two modes
     drives straight into the obstacle, so mean-regressing behaviour cloning fails while
     multimodal policies (diffusion, autoregressive) succeed.
 
@@ -31,9 +30,7 @@ Success
 
 Expert (``robotrl.envs.experts.two_paths``)
     Draws LEFT or RIGHT (50/50 from its own RNG) at reset and commits: waypoints
-    first the shared branch point ``(0, -0.09)`` under the obstacle, then ``(s * 0.22, -0.09)`` ->
-    ``(s * 0.22, 0.1)`` -> goal, at full speed, slowing only at the goal. Every demonstration passes
-    through the same branch point, where the two modes' actions are opposite.
+    ``(s * 0.22, -0.1)`` -> ``(s * 0.22, 0.1)`` -> goal, at full speed, slowing only at the goal.
 """
 
 from __future__ import annotations
@@ -44,7 +41,6 @@ import numpy as np
 from robotrl.envs.bundled.base import BundledMujocoEnv
 
 OBSTACLE_HALF = (0.15, 0.05)  # centred at the origin
-GOAL = (0.0, 0.22)
 AGENT_RADIUS = 0.02
 STEP_SCALE = 0.01
 GOAL_TOL = 0.025
@@ -70,7 +66,7 @@ class TwoPathsEnv(BundledMujocoEnv):
 
     def _task_reset(self, rng: np.random.Generator) -> None:
         start = np.array([rng.uniform(-0.05, 0.05), rng.uniform(-0.24, -0.20)])
-        self.goal = np.array(GOAL)  # fixed: nothing in the state hints at the demonstrator's side
+        self.goal = np.array([rng.uniform(-0.05, 0.05), rng.uniform(0.20, 0.24)])
         self.data.qpos[self._qa] = start
         self.data.ctrl[:] = start
         self.data.mocap_pos[0, :2] = self.goal

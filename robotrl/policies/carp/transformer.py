@@ -13,7 +13,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robotrl.nn.transformer import AdaLNBlock, AdaLNHead, KVCache, block_causal_mask

@@ -1,0 +1,161 @@
+"""Offline RL on generated D4RL-style datasets: normalised scores and gradient steps per second.
+
+    python -m bench.offline --quick        # hopper only, tiny budgets (a few minutes on 2 cores)
+    python -m bench.offline                # hopper/halfcheetah/walker2d, medium + medium-replay
+    python -m bench.offline --envs Hopper-v5 --steps 100000 --sac-steps 100000 --dataset-size 100000
+
+1. ``robotrl.offline.datasets.generate_d4rl_datasets`` trains SAC per task and writes ``medium`` and
+   ``medium-replay`` (cached under ``bench/data/d4rl``; the budget is in the file's metadata);
+2. IQL, TD3+BC and A2PR train ``--steps`` gradient steps on each (``robotrl.engine.rl_trainer.train_algo``),
+   then evaluate ``--episodes`` episodes per seed: D4RL-normalised score mean and std;
+3. on medium-replay, ARSQ (offline, then online with the dataset as demonstrations) against IQL
+   fine-tuned online for the same environment steps (``--online-steps``).
+
+The d3rlpy peer (IQL / TD3+BC on the same files) needs its own virtual environment (it pins
+gymnasium 1.0); when ``--d3rlpy-python`` is not given the peer columns stay empty.
+Budgets are far below the papers' 1M steps: scores are for comparing methods within one run only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import BENCH_DIR, row, write_result  # noqa: E402
+
+BODY = {"Hopper-v5": "hopper", "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}
+
+
+def ensure_datasets(env_id: str, out_dir: Path, sac_steps: int, dataset_size: int, seed: int) -> dict[str, str]:
+    from robotrl.data import load_dataset
+    from robotrl.offline.datasets import D4RLGenConfig, generate_d4rl_datasets
+
+    body = BODY[env_id]
+    files = {k: out_dir / f"{body}-{k}-v5.hdf5" for k in ("medium", "medium-replay")}
+    if all(p.exists() for p in files.values()):
+        meta = load_dataset(files["medium"]).attrs.get("metadata", {})
+        if int(meta.get("sac_steps", -1)) == sac_steps:
+            return {k: str(p) for k, p in files.items()}
+    t = time.time()
+    generate_d4rl_datasets(D4RLGenConfig(env_id=env_id, out_dir=str(out_dir), kinds=("medium", "medium-replay"),
+                                         sac_steps=sac_steps, start_steps=min(5000, sac_steps // 5),
+                                         snapshot_every=max(1000, sac_steps // 10), dataset_size=dataset_size,
+                                         seed=seed, progress=False))
+    print(f"[bench] generated {body} datasets in {time.time() - t:.0f}s", flush=True)
+    return {k: str(p) for k, p in files.items()}
+
+
+def run(algo: str, env_id: str, kind: str, path: str, steps: int, seed: int, episodes: int, run_root: Path,
+        params: dict | None = None, online_steps: int = 0, finetune: dict | None = None) -> dict:
+    from robotrl.engine.rl_trainer import train_algo
+
+    body = BODY[env_id]
+    cfg = {
+        "seed": seed, "progress": False, "num_threads": 1, "resume": False,
+        "run_dir": str(run_root / f"{algo}-{body}-{kind}-s{seed}-{steps}-{online_steps}"),
+        "algo": {"name": algo, "offline_steps": steps, "online_steps": online_steps, "eval_every": 0,
+                 "eval_episodes": episodes, "log_every": 1000, "ckpt_every": 10**9, "params": params or {},
+                 "finetune": finetune or {}},
+        "dataset": {"name": f"{body}-{kind}-v5", "path": path, "format": "d4rl", "env_id": env_id},
+        "eval": {"n_episodes": episodes, "num_envs": min(episodes, 5), "seed": 100_000},
+        "train": {"tensorboard": False},
+    }
+    import shutil
+
+    shutil.rmtree(cfg["run_dir"], ignore_errors=True)
+    out = train_algo(cfg)
+    ret = json.loads((Path(cfg["run_dir"]) / "eval" / "metrics.json").read_text())["returns"]
+    return {**out, "returns": ret}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--envs", nargs="+", default=None)
+    p.add_argument("--kinds", nargs="+", default=["medium", "medium-replay"])
+    p.add_argument("--algos", nargs="+", default=["iql", "td3bc", "a2pr"])
+    p.add_argument("--steps", type=int, default=None, help="offline gradient steps per run")
+    p.add_argument("--sac-steps", type=int, default=None)
+    p.add_argument("--dataset-size", type=int, default=None)
+    p.add_argument("--online-steps", type=int, default=None, help="ARSQ vs IQL fine-tuning env steps (0: skip)")
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--d3rlpy-python", default=None, help="python of a venv with d3rlpy (peer; optional)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    q = args.quick
+    envs = args.envs or (["Hopper-v5"] if q else list(BODY))
+    steps = args.steps or (3000 if q else 100_000)
+    sac_steps = args.sac_steps or (10_000 if q else 100_000)
+    dsize = args.dataset_size or (10_000 if q else 100_000)
+    online = args.online_steps if args.online_steps is not None else (1000 if q else 50_000)
+    seeds = args.seeds or (1 if q else 3)
+    data_dir = Path(os.environ.get("BENCH_DATA", "data/d4rl"))  # cached generated datasets
+    run_root = Path(os.environ.get("BENCH_RUNS", "/tmp/bench_offline_runs"))
+    rows, raw = [], {}
+    for env_id in envs:
+        files = ensure_datasets(env_id, data_dir, sac_steps, dsize, seed=0)
+        for kind in args.kinds:
+            scores: dict[str, list[float]] = {}
+            for algo in args.algos:
+                per_seed, sps = [], []
+                for s in range(seeds):
+                    t = time.time()
+                    out = run(algo, env_id, kind, files[kind], steps, s, args.episodes, run_root)
+                    per_seed.extend(out["normalized_score"] if isinstance(out["normalized_score"], list) else
+                                    [float(x) for x in _scores(env_id, out["returns"])])
+                    sps.append(out["offline_grad_steps_per_s"])
+                    print(f"[bench] {algo} {BODY[env_id]}-{kind} seed {s}: score {out['normalized_score']:.1f} "
+                          f"({out['offline_grad_steps_per_s']:.0f} grad steps/s, {time.time() - t:.0f}s)", flush=True)
+                scores[algo] = per_seed
+                case = f"{algo} {BODY[env_id]}-{kind}-v5 ({steps} grad steps)"
+                rows.append(row(case, "normalized_score", float(np.mean(per_seed)), peer=None, peer_value=None,
+                                goal="within 10% of d3rlpy (peer not run)" if algo in ("iql", "td3bc") else None,
+                                met=None, std=float(np.std(per_seed)), seeds=seeds, episodes=args.episodes))
+                rows.append(row(f"{algo} {BODY[env_id]}-{kind}-v5", "grad_steps/s", float(np.mean(sps)),
+                                peer=None, peer_value=None, goal=">= 1.5x d3rlpy (peer not run)" if algo in ("iql", "td3bc") else None))
+            if "a2pr" in scores and "td3bc" in scores:
+                a, b = float(np.mean(scores["a2pr"])), float(np.mean(scores["td3bc"]))
+                rows.append(row(f"A2PR vs TD3+BC {BODY[env_id]}-{kind}-v5", "normalized_score", a, peer="robotrl TD3+BC",
+                                peer_value=b, goal=">= TD3+BC", met=a >= b))
+            raw[f"{env_id}/{kind}"] = scores
+        if online > 0 and "medium-replay" in args.kinds:
+            arsq_p = {"hidden_dims": [256, 256]}  # CPU budget: 2x256 instead of the paper's 3x512
+            res = {}
+            for algo, params in (("arsq", arsq_p), ("iql", {})):
+                vals = []
+                for s in range(seeds):
+                    out = run(algo, env_id, "medium-replay", files["medium-replay"], steps, s, args.episodes, run_root,
+                              params=params, online_steps=online)
+                    vals.extend(_scores(env_id, out["returns"]))
+                res[algo] = vals
+                print(f"[bench] {algo} offline->online {BODY[env_id]}-medium-replay: {np.mean(vals):.1f}", flush=True)
+            rows.append(row(f"ARSQ vs IQL offline->online {BODY[env_id]}-medium-replay-v5 ({steps} grad + {online} env steps)",
+                            "normalized_score", float(np.mean(res["arsq"])), peer="robotrl IQL -> online",
+                            peer_value=float(np.mean(res["iql"])), goal="> IQL", met=float(np.mean(res["arsq"])) > float(np.mean(res["iql"])),
+                            seeds=seeds, episodes=args.episodes))
+    cmd = "python -m bench.offline" + (" --quick" if q else "") + ("" if argv is None else " " + " ".join(a for a in argv if a != "--quick"))
+    notes = [f"datasets: robotrl SAC {sac_steps} env steps, {dsize} transitions per medium file (D4RL: 1M); "
+             f"offline budgets {steps} gradient steps (papers: 1M). ARSQ uses 2x256 MLPs here (paper 3x512).",
+             "d3rlpy peer not run in this result (needs its own venv: gymnasium 1.0 pin)." if not args.d3rlpy_python else ""]
+    path = write_result("offline", cmd.strip(), rows, q, notes=[n for n in notes if n])
+    print(f"[bench] wrote {path}")
+    (BENCH_DIR / "results" / "offline_raw.json").write_text(json.dumps(raw, indent=1))
+
+
+def _scores(env_id: str, returns: list[float]) -> list[float]:
+    from robotrl.data.formats.d4rl import normalized_score
+
+    return [float(x) for x in np.atleast_1d(normalized_score(BODY[env_id], np.asarray(returns)))]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
