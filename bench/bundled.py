@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(Path(__file__).resolve().parents[1] / "conf" / "train.yaml") as fh:
             base = OmegaConf.load(fh)
         cfg = OmegaConf.merge(
-            {k: v for k, v in base.items() if k not in ("defaults", "hydra")},
+            {k: v for k, v in OmegaConf.to_container(base, resolve=False).items() if k not in ("defaults", "hydra")},
             {
                 "env": OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "env" / f"{name}.yaml"),
                 "policy": OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "policy" / "bc.yaml"),

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
              "d3rlpy peer not run in this result (needs its own venv: gymnasium 1.0 pin)." if not args.d3rlpy_python else ""]
     path = write_result("offline", cmd.strip(), rows, q, notes=[n for n in notes if n])
     print(f"[bench] wrote {path}")
-    (BENCH_DIR / "results" / "offline_raw.json").write_text(json.dumps(raw, indent=1))
+    print("[bench] per-seed scores:", json.dumps(raw))
 
 
 def _scores(env_id: str, returns: list[float]) -> list[float]:

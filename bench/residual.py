@@ -138,18 +138,33 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--part", choices=("residual", "rlpd", "all"), default="all")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--allow-partial", action="store_true", help="merge with a cut-short RLPD run")
+    ap.set_defaults(part="all")
     a = ap.parse_args()
     torch.set_num_threads(1)
     steps = a.steps or (1000 if a.quick else 4000)
-    if a.part in ("residual", "all"):
+    if a.part in ("residual", "all") and not a.allow_partial:
         run_residual_part(a.quick, steps)
-    if a.part in ("rlpd", "all"):
+    if a.part in ("rlpd", "all") and not a.allow_partial:
         run_rlpd_part(a.quick, steps)
     pr, pl = OUT / "part_residual.json", OUT / "part_rlpd.json"
-    if not (pr.exists() and pl.exists()):
+    cut = ""
+    if a.allow_partial and pr.exists() and not pl.exists() and (OUT / "rlpd_run" / "metrics.jsonl").exists():
+        from robotrl.engine.logger import read_metrics
+
+        rows_m = read_metrics(OUT / "rlpd_run")
+        curve = [{"env_steps": int(r["step"]), "mean_return": r["online_eval/mean_return"]}
+                 for r in rows_m if "online_eval/mean_return" in r]
+        last = max((int(r["step"]) for r in rows_m), default=0)
+        rl = {"curve": curve, "final_success_20": curve[-1]["mean_return"] if curve else None,
+              "env_steps_per_s": float("nan"), "updates_per_s": float("nan"), "steps": last}
+        cut = f"RLPD was stopped by the 20-minute run bound at env step ~{last} (its last evaluation is reported)."
+    elif not (pr.exists() and pl.exists()):
         print(f"[bench.residual] waiting for the other part ({pr.exists()=}, {pl.exists()=})")
         return
-    res, rl = json.loads(pr.read_text()), json.loads(pl.read_text())
+    else:
+        rl = json.loads(pl.read_text())
+    res = json.loads(pr.read_text())
     from bench.common import RESULTS_DIR
 
     plot(res, rl, RESULTS_DIR / "residual_curve.png")
@@ -157,7 +172,7 @@ def main() -> None:
     rows = [
         row(f"ArmLift-v0 sparse, 10 demos, weak BC base {res['base_success_50']:.2f}: success after {n} env steps",
             "success_rate", res["final_success_50"], peer="RLPD (robotrl.rl.rlpd), same demos/steps/UTD 2",
-            peer_value=rl["final_success_20"], goal=">= 0.9 within 100k env steps",
+            peer_value=rl["final_success_20"], goal=">= 0.9 within 100k env steps", peer_env_steps=rl.get("steps"),
             met=bool(res["final_success_50"] >= 0.9), seeds=1, episodes=50, peer_episodes=20,
             base_success_rate=res["base_success_50"], env_steps=n),
         row("residual TD3 training loop, ArmLift (UTD 2, 10x256x256 critic ensemble, batch 256)", "env_steps/s",
@@ -168,7 +183,9 @@ def main() -> None:
     notes = [f"residual curve: {res['curve']}", f"RLPD curve (mean return = success rate, sparse): {rl['curve']}",
              "2 shared CPU cores (load ~5-9 from other jobs); UTD 2 instead of the note's 4 and 2x256 networks "
              "instead of 2x1024 to fit the CPU budget; robosuite Lift not run.", "plot: bench/results/residual_curve.png"]
-    cmd = "python -m bench.residual" + (" --quick" if a.quick else "")
+    if cut:
+        notes.append(cut)
+    cmd = "python -m bench.residual" + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
     write_result("residual", cmd, rows, a.quick, notes=notes, regenerate=False)
     print(json.dumps(rows, indent=1))
 

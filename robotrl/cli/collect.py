@@ -14,6 +14,13 @@ from robotrl.cli import CONF_DIR  # noqa: E402
 
 @hydra.main(config_path=CONF_DIR, config_name="collect", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if cfg.get("mode", "demos") == "d4rl":
+        from robotrl.cli.collect_d4rl import main_d4rl
+
+        print(json.dumps(main_d4rl(cfg), indent=2, default=str))
+        return
+    if cfg.get("mode", "demos") != "demos":
+        raise ValueError(f"robotrl-collect mode must be 'demos' or 'd4rl', got {cfg.mode!r}")
     from robotrl.engine.collect import collect_demos
     from robotrl.engine.policy_trainer import env_config
 
