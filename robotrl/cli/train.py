@@ -14,7 +14,14 @@ from robotrl.cli import CONF_DIR  # noqa: E402
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if cfg.get("algo") is not None:  # RL (offline / online) instead of imitation
+    if cfg.get("algo") is not None:  # RL (offline / online / residual) instead of imitation
+        name = cfg.algo.get("name")
+        if name in ("residual", "rlpd"):
+            from robotrl.engine.residual_trainer import train_residual, train_rlpd
+
+            out = (train_residual if name == "residual" else train_rlpd)(cfg)
+            print(json.dumps(out, indent=2, default=str))
+            return
         from robotrl.engine.rl_trainer import train_algo
 
         out = train_algo(cfg)

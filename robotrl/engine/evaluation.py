@@ -52,6 +52,7 @@ def evaluate(
         max_episode_steps=max_episode_steps,
         video_path=str(video_path) if video_path else None,
         progress=progress,
+        reset_fn=getattr(policy, "reset_envs", None),  # per-env episode starts (residual, verifiers)
     )
 
 
