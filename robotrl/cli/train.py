@@ -14,6 +14,12 @@ from robotrl.cli import CONF_DIR  # noqa: E402
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if cfg.get("verifier") is not None:  # test-time verifier (TACO / value) for a trained policy
+        from robotrl.cli.train_verifier import run_train_verifier
+
+        out = run_train_verifier(cfg)
+        print(json.dumps(out, indent=2, default=str))
+        return
     if cfg.get("algo") is not None:  # RL (offline / online / residual) instead of imitation
         name = cfg.algo.get("name")
         if name in ("residual", "rlpd"):
