@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${ROBOTRL_EXTRAS:-robotics,dev}
+EXTRAS=${ROBOTRL_EXTRAS:-robotics,ros,dev}
 
 # System packages: EGL/GL for headless MuJoCo rendering (present on this image; installed if not).
 if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
