@@ -46,12 +46,14 @@ def check_convention(env, image_key: str | None = None, image_size: int = 84, st
 def test_bundled(env_id):
     env = make_env({"id": env_id})
     check_convention(env)
+    assert env.action_space.low.min() == -1.0 and env.action_space.high.max() == 1.0
     env.close()
 
 
 def test_bundled_image():
     env = make_env({"id": "robotrl/PushT-v0", "image": True, "image_size": 32})
     check_convention(env, "image", 32, steps=2)
+    assert env.observation_space["image"].shape == (32, 32, 3)
     env.close()
 
 
