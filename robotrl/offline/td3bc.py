@@ -6,15 +6,14 @@ is TD3: clipped double-Q, target policy smoothing, delayed actor and target upda
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from robotrl.rl.base import Algorithm, polyak_update
-from robotrl.rl.networks import DeterministicActor, EnsembleCritic
+from robotrl.rl.base import polyak_update
+from robotrl.rl.td3 import TD3
 
 __all__ = ["TD3BCConfig", "TD3BC"]
 
@@ -39,26 +38,13 @@ class TD3BCConfig:
     batch_size: int = 256
 
 
-class TD3BC(Algorithm):
+class TD3BC(TD3):
+    """TD3's networks, optimisers and acting (inherited); only the update adds the BC term."""
+
     name = "td3bc"
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: TD3BCConfig | None = None) -> None:
-        super().__init__(obs_dim, act_dim)
-        self.cfg = c = cfg or TD3BCConfig()
-        self.actor = DeterministicActor(obs_dim, act_dim, c.hidden_dims)
-        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = EnsembleCritic(obs_dim, act_dim, c.hidden_dims, c.num_critics, layer_norm=c.layer_norm)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
-        }
-
-    def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        a = self.actor(obs)
-        if not deterministic and self.cfg.expl_noise > 0:
-            a = a + self.cfg.expl_noise * torch.randn_like(a)
-        return a.clamp(-1.0, 1.0)
+        super().__init__(obs_dim, act_dim, cfg or TD3BCConfig())  # type: ignore[arg-type]
 
     def update(self, batch: Any) -> dict[str, float]:
         c = self.cfg
