@@ -68,7 +68,7 @@ def _num(x: Any) -> Any:
 
 
 def write_result(name: str, command: str, rows: list[dict], quick: bool, *, machine: str | None = None,
-                 notes: Iterable[str] | str | None = None, regenerate: bool = True) -> Path:
+                 notes: Iterable[str] | str | None = None, regenerate: bool = True, **extra: Any) -> Path:
     """Write ``bench/results/<name>.json`` atomically and regenerate ``bench/RESULTS.md``."""
     from robotrl.utils.atomic import atomic_path
 
@@ -82,6 +82,7 @@ def write_result(name: str, command: str, rows: list[dict], quick: bool, *, mach
     }
     if notes:
         payload["notes"] = [notes] if isinstance(notes, str) else list(notes)
+    payload.update(extra)
     path = RESULTS_DIR / f"{name}.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=1) + "\n")

@@ -126,8 +126,57 @@ def latency_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def latency_only(device: str, quick: bool) -> None:
+    """N = 32 verified vs N = 1 latency on ``device`` with freshly initialised policies and verifiers.
+
+    Timing does not depend on the weights, so this runs where no trained run exists (a GPU
+    machine): the policies are the default configs for ArmLift's shapes, the CFN is fitted for one
+    epoch on random features of the policy's feature size.
+    """
+    from robotrl.envs import make_env
+    from robotrl.policies import make_policy
+    from robotrl.verifiers import VerifiedPolicy
+    from robotrl.verifiers.train import train_cfn
+    import yaml
+
+    env = make_env({k: v for k, v in ENV.items() if k != "name"})
+    obs0, _ = env.reset(seed=0)
+    env.close()
+    S, A = obs0["state"].shape[0], env.action_space.shape[0]
+    dev = torch.device(device)
+    rows, res = [], {}
+    reps = 10 if quick else 50
+    for key, (group, _, _) in POLICIES.items():
+        cfg = yaml.safe_load((CONF / "policy" / f"{group}.yaml").read_text())
+        pol = make_policy(cfg, {"obs": {"state": [S]}, "action": [A]})
+        rng = np.random.default_rng(0)
+        pol.normalizer.fit_key("action", rng.uniform(-1, 1, (100, A)))
+        pol.normalizer.fit_key("obs/state", rng.normal(size=(100, S)))
+        pol = pol.to(dev).eval()
+        obs = {"state": np.repeat(obs0["state"][None, None], pol.config.n_obs_steps, axis=1).astype(np.float32)}
+        _, feats = pol.sample_actions(obs, num_samples=4, return_features=True)
+        ver = train_cfn(torch.randn(512, feats.shape[-1]), {"policy_type": pol.name}, {"epochs": 1}, progress=False)
+        vp = VerifiedPolicy(pol, ver, num_samples=N_CANDIDATES).to(dev).eval()
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        n1 = latency_ms(lambda: (pol.predict_chunk(obs), sync()), reps)
+        n32 = latency_ms(lambda: (vp.predict_chunk(obs), sync()), reps)
+        res[key] = {"n1_ms": n1, "n32_taco_ms": n32}
+        goal = "<= 2x (diffusion, shared encoding)" if key == "diffusion" else "report"
+        rows.append(row(f"{key} on {device}: one decision at batch 1, N={N_CANDIDATES} + taco vs N=1",
+                        "ms (lower is better)", n32, peer=f"{key} N=1", peer_value=n1, goal=goal,
+                        met=bool(n32 <= 2 * n1) if key == "diffusion" else None))
+        print(f"[bench.verifiers] latency {key} on {device}: N=1 {n1:.2f} ms, N=32+TACO {n32:.2f} ms", flush=True)
+    cmd = f"python -m bench.verifiers --latency-only --device {device}" + (" --quick" if quick else "")
+    path = write_result(f"verifiers_latency_{dev.type}", cmd, rows, quick,
+                        notes=["untrained default configs (timing only), ArmLift-v0 state shapes, DDIM 10 / CARP greedy;"
+                               f" median of {reps} decisions after one warm-up"])
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency-only", action="store_true", help="only N=32 vs N=1 latency, untrained weights")
+    ap.add_argument("--device", default="cpu", help="with --latency-only: cpu | cuda")
     ap.add_argument("--quick", action="store_true", help="short trainings, 10 episodes")
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench_verifiers"))
     ap.add_argument("--skip-training", action="store_true", help="only evaluate runs that exist")
@@ -135,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--re-eval", action="store_true", help="ignore evaluations cached in the runs dir")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.latency_only:
+        latency_only(args.device, args.quick)
+        return
     from robotrl.data import load_dataset
     from robotrl.engine.evaluation import evaluate
     from robotrl.policies import load_policy

@@ -32,11 +32,11 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path | None]:
 
 def run_eval(c: dict) -> dict:
     from robotrl.engine.evaluation import evaluate, write_eval_json
-    from robotrl.engine.policy_trainer import env_config
+    from robotrl.engine.policy_trainer import env_config, resolve_device
     from robotrl.policies import load_policy
 
     policy_dir, run_dir = resolve_checkpoint(c["checkpoint"])
-    policy = load_policy(policy_dir).eval()
+    policy = load_policy(policy_dir).eval().to(resolve_device(c.get("device")))
     if c.get("env"):
         env_cfg = dict(c["env"])
     elif run_dir is not None and (run_dir / "config.json").is_file():
@@ -47,7 +47,8 @@ def run_eval(c: dict) -> dict:
     out_dir = Path(c["out_dir"]) if c.get("out_dir") else (run_dir or policy_dir) / "eval"
     video = out_dir / "video.mp4" if c.get("video", True) else None
     m = evaluate(policy, env_cfg, n_episodes=int(c["n_episodes"]), num_envs=int(c["num_envs"]), seed=int(c["seed"]),
-                 video_path=video, max_episode_steps=c.get("max_episode_steps"), progress=bool(c.get("progress", True)))
+                 video_path=video, max_episode_steps=c.get("max_episode_steps"), progress=bool(c.get("progress", True)),
+                 stop_on_success=bool(c.get("stop_on_success", False)))
     write_eval_json(out_dir / "metrics.json", m, extra={"checkpoint": str(policy_dir), "env": env_cfg["id"],
                                                         "policy": policy.name, "video": str(video) if video else None})
     return {"success_rate": float(m["success_rate"]), "mean_return": float(m["mean_return"]),

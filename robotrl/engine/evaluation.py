@@ -35,10 +35,13 @@ def evaluate(
     video_path: str | os.PathLike | None = None,
     max_episode_steps: int | None = None,
     progress: bool = True,
+    stop_on_success: bool = False,
 ) -> dict[str, Any]:
     """Run ``n_episodes`` seeded episodes (seeds ``seed + i``) and return the metrics dict.
 
-    Evaluation seeds default to a range disjoint from the demonstration seeds.
+    Evaluation seeds default to a range disjoint from the demonstration seeds. An episode counts
+    as a success if ``info["is_success"]`` was true at any step; ``stop_on_success`` only ends it
+    there (faster on tasks that never terminate, such as Meta-World; returns then stop there too).
     """
     from robotrl.envs.vector import evaluate_policy
 
@@ -53,6 +56,7 @@ def evaluate(
         video_path=str(video_path) if video_path else None,
         progress=progress,
         reset_fn=getattr(policy, "reset_envs", None),  # per-env episode starts (residual, verifiers)
+        stop_on_success=stop_on_success,
     )
 
 

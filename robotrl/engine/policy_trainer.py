@@ -78,6 +78,18 @@ def _config_hash(cfg: Mapping[str, Any]) -> str:
     return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``cpu`` (default), ``cuda``/``cuda:N``, or ``auto`` (CUDA when available); a clear error otherwise."""
+    name = str(name or "cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} asked for, but torch {torch.__version__} sees no CUDA device "
+                           "(this project pins the CPU build; use device=cpu or device=auto)")
+    return dev
+
+
 def _cosine_with_warmup(warmup: int, total: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -105,8 +117,10 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     env_cfg = env_config(c["env"], obs_keys)
     store = ensure_dataset(c["dataset"], env_cfg, progress)
 
+    device = resolve_device(c.get("device"))
     policy = make_policy(c["policy"], shape_meta_from_store(store, obs_keys))
     policy.fit_normalizer(store)
+    policy.to(device)
     pc = policy.config
     from robotrl.data import SequenceSampler
 
@@ -143,6 +157,8 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     eval_policy = ema.shadow if ema is not None else policy
     stages = policy.stages
     t_start = time.time()
+    limit = tr.get("time_limit_s")  # wall-clock bound on this invocation's training (then final eval)
+    out_of_time = False
     try:
         for si in range(state["stage_index"], len(stages)):
             stage = stages[si]
@@ -169,6 +185,8 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                        initial=start, total=n_steps, dynamic_ncols=True)
             for i in bar:
                 batch = sampler.sample(int(tr["batch_size"]), gen)
+                if device.type != "cpu":
+                    batch = batch.to(device, non_blocking=True)
                 loss, metrics = policy.loss(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss {float(loss)} at step {state['global_step']} (stage {stage})")
@@ -192,14 +210,22 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                 if last_stage and tr.get("eval_every") and g % int(tr["eval_every"]) == 0 and i < n_steps - 1:
                     m = evaluate(eval_policy, env_cfg, n_episodes=int(ev.get("n_episodes_during_train", 20)),
                                  num_envs=int(ev.get("num_envs", 10)), seed=int(ev.get("seed", 100_000)),
-                                 max_episode_steps=ev.get("max_episode_steps"), progress=False)
+                                 max_episode_steps=ev.get("max_episode_steps"), progress=False,
+                                 stop_on_success=bool(ev.get("stop_on_success", False)))
                     logger.log(g, {"success_rate": m["success_rate"], "mean_return": m["mean_return"]}, prefix="eval")
                     plot_learning_curve(run_dir, title=f"{policy.name} on {env_cfg['id']}")
                     policy.train()
                     bar.write(f"[robotrl] step {g}: success {m['success_rate']:.2f}, return {m['mean_return']:.2f}")
-                if g % int(tr.get("ckpt_every", 1000)) == 0 or i == n_steps - 1:
+                out_of_time = bool(limit) and time.time() - t_start > float(limit)
+                if g % int(tr.get("ckpt_every", 1000)) == 0 or i == n_steps - 1 or out_of_time:
                     _save(ckpt_path, policy, ema, opt, sched, state, gen, chash)
+                if out_of_time:
+                    bar.write(f"[robotrl] train.time_limit_s={limit} reached at step {g} (stage {stage}): "
+                              "evaluating now; run again to continue training")
+                    break
             bar.close()
+            if out_of_time:
+                break
             if si < len(stages) - 1:
                 # the next stage trains on what this one produced: continue from the EMA weights
                 if ema is not None:
@@ -217,7 +243,7 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     video = run_dir / "eval" / "video.mp4" if ev.get("video", True) else None
     m = evaluate(eval_policy, env_cfg, n_episodes=int(ev["n_episodes"]), num_envs=int(ev.get("num_envs", 10)),
                  seed=int(ev.get("seed", 100_000)), video_path=video, max_episode_steps=ev.get("max_episode_steps"),
-                 progress=progress)
+                 progress=progress, stop_on_success=bool(ev.get("stop_on_success", False)))
     logger.log(state["global_step"], {"success_rate": m["success_rate"], "mean_return": m["mean_return"]}, prefix="eval")
     logger.close()
     curve = plot_learning_curve(run_dir, title=f"{policy.name} on {env_cfg['id']}")
@@ -226,6 +252,8 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         "mean_return": float(m["mean_return"]),
         "n_episodes": int(ev["n_episodes"]),
         "steps": state["global_step"],
+        "stopped_by_time_limit": out_of_time,
+        "device": str(device),
         "train_seconds_this_session": round(train_seconds, 1),
         "checkpoint": str(policy_dir),
         "video": str(video) if video else None,
