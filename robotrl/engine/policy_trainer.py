@@ -216,7 +216,7 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                     plot_learning_curve(run_dir, title=f"{policy.name} on {env_cfg['id']}")
                     policy.train()
                     bar.write(f"[robotrl] step {g}: success {m['success_rate']:.2f}, return {m['mean_return']:.2f}")
-                out_of_time = bool(limit) and time.time() - t_start > float(limit)
+                out_of_time = limit is not None and time.time() - t_start > float(limit)
                 if g % int(tr.get("ckpt_every", 1000)) == 0 or i == n_steps - 1 or out_of_time:
                     _save(ckpt_path, policy, ema, opt, sched, state, gen, chash)
                 if out_of_time:
