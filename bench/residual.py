@@ -73,8 +73,8 @@ def run_residual_part(quick: bool, steps: int) -> dict:
     base_eval = evaluate_policy_seeded(base, env_fn, 50, seed=EVAL_SEED)
     st = store["obs/state"]
     pol = ResidualPolicy.from_base(base, state_mean=st.mean(0), state_std=st.std(0))
-    cfg = ResidualTrainConfig(total_env_steps=steps, warmup_env_steps=min(500, steps // 4), warmup_updates=300,
-                              utd=2, eval_every=max(steps // 5, 500), eval_episodes=20, eval_seed=EVAL_SEED,
+    cfg = ResidualTrainConfig(total_env_steps=steps, warmup_env_steps=min(1000, steps // 4), warmup_updates=500,
+                              utd=2, eval_every=max(steps // 6, 500), eval_episodes=20, eval_seed=EVAL_SEED,
                               progress=False)
     partial = {"base_success_50": base_eval["success_rate"], "curve": [], "steps": steps, "partial": True}
 
@@ -83,7 +83,7 @@ def run_residual_part(quick: bool, steps: int) -> dict:
             partial["curve"].append({"env_steps": step, "success_rate": m["eval/success_rate"]})
             (OUT / "part_residual_partial.json").write_text(json.dumps(partial, indent=1))
 
-    out = run_residual(pol, env_fn, store, cfg, ResidualTD3Config(actor_lr=3e-4), run_dir=OUT / "residual_run", log=log)
+    out = run_residual(pol, env_fn, store, cfg, ResidualTD3Config(actor_lr=1e-4), run_dir=OUT / "residual_run", log=log)
     final = evaluate_policy_seeded(load_policy(out["checkpoint"]), env_fn, 50, seed=EVAL_SEED)
     res = {"base_success_50": base_eval["success_rate"], "final_success_50": final["success_rate"],
            "curve": out["curve"], "env_steps_per_s": out["env_steps_per_s"], "updates_per_s": out["updates_per_s"],
