@@ -12,6 +12,14 @@
    half online data through :class:`robotrl.data.replay.MixedSampler`;
 4. every ``eval_every`` env steps a deterministic evaluation on seeded episodes
    (seeds ``eval_seed + i``, disjoint from training and demo seeds).
+
+With a ``run_dir``, every ``ckpt_every`` env steps (at the first episode end after them) the
+whole loop state is written atomically to ``run_dir/checkpoints/residual_state/``: networks,
+optimisers, the online replay buffer, the demo buffer's sampling RNG, the torch and NumPy RNGs,
+the base policy's open-loop chunk, counters and the curve. Calling ``run_residual`` again with the
+same run_dir and configuration continues from there, and the result is identical to a run that
+was never interrupted (training episodes are seeded by their index, so the environment is
+re-created by a seeded reset).
 """
 from __future__ import annotations
 
@@ -49,6 +57,7 @@ class ResidualTrainConfig:
     eval_episodes: int = 20
     eval_seed: int = 100_000
     log_every: int = 1_000
+    ckpt_every: int = 5_000             # env steps between resumable checkpoints (at episode ends; 0: off)
     seed: int = 0
     progress: bool = True
 
@@ -213,9 +222,15 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
     S, A = policy.state_dim, policy.action_dim
     demo = relabel_demos(demo_store, policy, n_step=ac.n_step, gamma=ac.gamma, seed=c.seed + 1)
     online = ReplayBuffer(c.buffer_size, buffer_spec(S, A), seed=c.seed + 2, n_step=ac.n_step, gamma=ac.gamma)
-    sampler = MixedSampler(online, demo, c.demo_fraction)
     run_dir = Path(run_dir) if run_dir is not None else None
-    curve: list[dict[str, Any]] = []
+    state_dir = run_dir / "checkpoints" / "residual_state" if run_dir is not None and c.ckpt_every else None
+    blob = _load_loop_state(state_dir, c, ac)
+    if blob is not None:
+        algo.restore(blob["algo"])
+        online = ReplayBuffer.load(state_dir / "online")
+        demo._rng[:] = blob["demo_rng"]
+    sampler = MixedSampler(online, demo, c.demo_fraction)
+    curve: list[dict[str, Any]] = list(blob["curve"]) if blob is not None else []
 
     def evaluate(step: int) -> None:
         with _kept_base_state(policy):
@@ -228,19 +243,33 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
     bar = tqdm(total=c.total_env_steps, desc="residual td3", disable=not c.progress, dynamic_ncols=True)
     auto = policy.auto_episode_starts
     policy.auto_episode_starts = False  # this loop resets the policy at every episode start
-    if c.eval_every:
-        evaluate(0)
-    episode = 0
-    obs, _ = env.reset(seed=c.seed * 100_000 + episode)
-    policy.reset()
-    base_n, base_env = policy.base_step(_batch_obs(obs))
-    pending: list[dict] = []
-    steps = updates = 0
-    update_time = env_time = 0.0
-    t_start = time.time()
+    episode = steps = updates = 0
+    update_time = env_time = elapsed_before = 0.0
     warm_done = False
     ep_success, recent = False, []
     metrics: dict[str, float] = {}
+    if blob is None:
+        if c.eval_every:
+            evaluate(0)
+        obs, _ = env.reset(seed=c.seed * 100_000 + episode)
+        policy.reset()
+        base_n, base_env = policy.base_step(_batch_obs(obs))
+    else:
+        k = blob["counters"]
+        episode, steps, updates, warm_done = k["episode"], k["steps"], k["updates"], k["warm_done"]
+        update_time, env_time, elapsed_before = k["update_time"], k["env_time"], k["elapsed"]
+        recent, metrics = list(k["recent"]), dict(k["metrics"])
+        obs, _ = env.reset(seed=c.seed * 100_000 + episode)  # the same seeded reset as before the checkpoint
+        policy.reset()
+        policy._chunk, policy._chunk_env, policy._phase = blob["base_chunk"]
+        base_n, base_env = blob["base_action"]
+        rng.bit_generator.state = blob["np_rng"]
+        torch.set_rng_state(blob["torch_rng"])
+        bar.update(steps)
+        bar.write(f"[residual] resuming {run_dir} at env step {steps} (episode {episode}, {updates} updates)")
+    pending: list[dict] = []
+    t_start = time.time() - elapsed_before
+    next_ckpt = (steps // c.ckpt_every + 1) * c.ckpt_every if state_dir is not None else None
     try:
         while steps < c.total_env_steps:
             t0 = time.time()
@@ -299,6 +328,12 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
                 bar.set_postfix(succ=f"{np.mean(recent) if recent else 0:.2f}", q=f"{metrics.get('q', 0):.2f}")
             if c.eval_every and steps % c.eval_every == 0:
                 evaluate(steps)
+            if next_ckpt is not None and done and steps >= next_ckpt and steps < c.total_env_steps:
+                _save_loop_state(state_dir, c, ac, algo, online, demo, rng, policy, base_n, base_env, curve, {
+                    "episode": episode, "steps": steps, "updates": updates, "warm_done": warm_done,
+                    "update_time": update_time, "env_time": env_time, "elapsed": time.time() - t_start,
+                    "recent": recent, "metrics": metrics})
+                next_ckpt = (steps // c.ckpt_every + 1) * c.ckpt_every
     finally:
         bar.close()
         env.close()
@@ -322,6 +357,39 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
             tmp.write_text(json.dumps(out, indent=2, default=str))
         out["checkpoint"] = str(run_dir / "checkpoints" / "policy")
     return out
+
+
+def _identity(c: ResidualTrainConfig, ac: ResidualTD3Config) -> dict[str, Any]:
+    d = asdict(c)
+    for k in ("progress", "total_env_steps", "eval_every", "eval_episodes", "log_every", "ckpt_every"):
+        d.pop(k)  # may change between the interrupted run and its continuation
+    return {"train": d, "td3": asdict(ac)}
+
+
+def _save_loop_state(state_dir: Path, c, ac, algo, online, demo, rng, policy, base_n, base_env, curve,
+                     counters: dict) -> None:
+    """Everything the loop needs to continue exactly, written atomically as one directory."""
+    from robotrl.utils.atomic import atomic_path
+
+    with atomic_path(state_dir) as tmp:
+        tmp.mkdir(parents=True)
+        online.save(tmp / "online")
+        torch.save({"identity": _identity(c, ac), "algo": algo.checkpoint(), "demo_rng": demo._rng.copy(),
+                    "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "base_chunk": (policy._chunk, policy._chunk_env, policy._phase), "base_action": (base_n, base_env),
+                    "curve": list(curve), "counters": counters}, tmp / "state.pt")
+
+
+def _load_loop_state(state_dir: Path | None, c, ac) -> dict[str, Any] | None:
+    if state_dir is None or not (state_dir / "state.pt").is_file():
+        return None
+    from robotrl.engine.checkpoint import load_checkpoint
+
+    blob = load_checkpoint(state_dir / "state.pt")
+    if blob.get("identity") != _identity(c, ac):
+        raise ValueError(f"{state_dir} belongs to a residual run with another configuration; pass another run_dir "
+                         f"or delete {state_dir} to start over")
+    return blob
 
 
 def _rows(rows: list[dict]) -> dict[str, Any]:
