@@ -55,23 +55,33 @@ def train_residual(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     algo = _split_algo(c["algo"], ("policy", "td3", "train"))
     policy_dir, _ = resolve_checkpoint(c["base_policy"])
     base = load_policy(policy_dir).eval()
-    env_cfg = env_config(c["env"], base.config.obs_keys)
+    pc = dict(algo.get("policy") or {})
+    known = {"hidden_dims", "layer_norm", "action_scale", "image_keys", "encoder_channels", "encoder_feature_dim",
+             "shift_pad"}
+    unknown = sorted(set(pc) - known)
+    if unknown:
+        raise ValueError(f"algo.policy: unknown key(s) {unknown}; known: {sorted(known)}")
+    image_keys = tuple(pc.pop("image_keys", None) or ())
+    env_cfg = env_config(c["env"], tuple(base.config.obs_keys) + image_keys)
     probe = make_env(env_cfg)
     try:
         check_base_matches_env(base, probe, where=f"base policy {policy_dir}")
         low, high = probe.action_space.low, probe.action_space.high
+        missing = [k for k in image_keys if k not in probe.observation_space.spaces]
+        if missing:
+            raise KeyError(f"algo.policy.image_keys {missing}: the environment {env_cfg['id']} has no such observation "
+                           f"(it has {sorted(probe.observation_space.spaces)})")
+        image_shapes = {k: tuple(probe.observation_space[k].shape) for k in image_keys}
     finally:
         probe.close()
     store = ensure_dataset(c["dataset"], env_cfg, bool(c.get("progress", True)))
-    pc = dict(algo.get("policy") or {})
-    unknown = sorted(set(pc) - {"hidden_dims", "layer_norm", "action_scale"})
-    if unknown:
-        raise ValueError(f"algo.policy: unknown key(s) {unknown}; known: ['action_scale', 'hidden_dims', 'layer_norm']")
     st = np.asarray(store["obs/state"], np.float64)
     policy = ResidualPolicy.from_base(base, action_low=low, action_high=high, state_mean=st.mean(0), state_std=st.std(0),
                                       hidden_dims=tuple(pc.get("hidden_dims", (256, 256))),
                                       layer_norm=bool(pc.get("layer_norm", True)),
-                                      action_scale=float(pc.get("action_scale", 0.2)))
+                                      action_scale=float(pc.get("action_scale", 0.2)), image_shapes=image_shapes,
+                                      **{k: pc[k] for k in ("encoder_channels", "encoder_feature_dim", "shift_pad")
+                                         if k in pc})
     tcfg = config_from_dict(ResidualTrainConfig, {"seed": int(c.get("seed", 0)), "progress": bool(c.get("progress", True)),
                                                   **(algo.get("train") or {})}, where="algo.train")
     acfg = config_from_dict(ResidualTD3Config, algo.get("td3"), where="algo.td3")

@@ -59,10 +59,20 @@ class ResidualConfig(PolicyConfig):
     hidden_dims: tuple[int, ...] = (256, 256)
     layer_norm: bool = True
     action_scale: float = 0.2
+    #: camera keys the residual actor and critic also see (newest frame, one shared ConvEncoder each)
+    image_keys: tuple[str, ...] = ()
+    encoder_channels: int = 32
+    encoder_feature_dim: int = 64
+    shift_pad: int = 4                  # random-shift augmentation of training batches (pixels)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.hidden_dims = tuple(self.hidden_dims)
+        self.image_keys = tuple(self.image_keys)
+        bad = [k for k in self.image_keys if not is_image_key(k) or k not in self.obs_keys]
+        if bad:
+            raise ValueError(f"ResidualConfig.image_keys {bad}: must be image keys (ending in 'image') among "
+                             f"obs_keys {self.obs_keys}")
         if self.n_action_steps != 1:
             raise ValueError(f"ResidualConfig.n_action_steps must be 1 (a correction every step), got {self.n_action_steps}")
         if not self.base or "type" not in self.base:
@@ -72,11 +82,14 @@ class ResidualConfig(PolicyConfig):
 
 
 class ResidualActor(nn.Module):
-    """``[s_norm, a_base] -> scale * tanh(MLP(...))``, last layer zero-initialised."""
+    """``[features, a_base] -> scale * tanh(MLP(...))``, last layer zero-initialised.
 
-    def __init__(self, state_dim: int, act_dim: int, hidden_dims: tuple[int, ...], layer_norm: bool, scale: float):
+    ``features`` = the normalised state (and, with images, the shared encoders' outputs).
+    """
+
+    def __init__(self, feature_dim: int, act_dim: int, hidden_dims: tuple[int, ...], layer_norm: bool, scale: float):
         super().__init__()
-        self.net = MLP(state_dim + act_dim, hidden_dims, act_dim, layer_norm=layer_norm)
+        self.net = MLP(feature_dim + act_dim, hidden_dims, act_dim, layer_norm=layer_norm)
         last = self.net[-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
@@ -106,7 +119,13 @@ class ResidualPolicy(Policy):
         if STATE_KEY not in self.shape_meta["obs"]:
             raise KeyError(f"residual policy needs a low-dimensional {STATE_KEY!r} observation; obs_keys={config.obs_keys}")
         self.state_dim = int(self.shape_meta["obs"][STATE_KEY][0])
-        self.actor = ResidualActor(self.state_dim, self.action_dim, config.hidden_dims, config.layer_norm,
+        from robotrl.residual.encoder import ConvEncoder
+
+        self.encoders = nn.ModuleDict({
+            k: ConvEncoder(tuple(self.shape_meta["obs"][k]), config.encoder_channels, config.encoder_feature_dim)
+            for k in config.image_keys})
+        self.feature_dim = self.state_dim + config.encoder_feature_dim * len(config.image_keys)
+        self.actor = ResidualActor(self.feature_dim, self.action_dim, config.hidden_dims, config.layer_norm,
                                    config.action_scale)
         self._chunk: torch.Tensor | None = None   # [B, Ta, A] normalised base chunk
         self._chunk_env: torch.Tensor | None = None  # the same in env units (exact base actions)
@@ -120,8 +139,13 @@ class ResidualPolicy(Policy):
     def from_base(cls, base: Policy, action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
                   state_mean: np.ndarray | None = None, state_std: np.ndarray | None = None,
                   hidden_dims: tuple[int, ...] = (256, 256), layer_norm: bool = True,
-                  action_scale: float = 0.2) -> "ResidualPolicy":
-        """Wrap ``base``; ``action_low/high`` (env bounds) are used when the base does not normalise min-max."""
+                  action_scale: float = 0.2, image_shapes: Mapping[str, Any] | None = None,
+                  **image_options: Any) -> "ResidualPolicy":
+        """Wrap ``base``; ``action_low/high`` (env bounds) are used when the base does not normalise min-max.
+
+        ``image_shapes`` (``{"image": (84, 84, 3)}``) gives the residual actor and critic camera inputs
+        (``image_options``: ``encoder_channels``, ``encoder_feature_dim``, ``shift_pad``).
+        """
         from robotrl.policies.base import _jsonable
 
         bc = base.config
@@ -132,6 +156,15 @@ class ResidualPolicy(Policy):
                 "normalizer": base.normalizer.spec()}
         obs_keys = tuple(bc.obs_keys)
         shape_meta = {"obs": dict(base.shape_meta["obs"]), "action": list(base.shape_meta["action"])}
+        image_shapes = dict(image_shapes or {})
+        for k, shape in image_shapes.items():
+            if not is_image_key(k):
+                raise ValueError(f"image_shapes: {k!r} is not an image key (image keys end in 'image')")
+            if k in shape_meta["obs"] and tuple(shape_meta["obs"][k]) != tuple(shape):
+                raise ValueError(f"image_shapes[{k!r}] = {list(shape)} but the base policy sees {shape_meta['obs'][k]}")
+            shape_meta["obs"][k] = [int(x) for x in shape]
+            if k not in obs_keys:
+                obs_keys = obs_keys + (k,)
         norm = Normalizer()
         if base.normalizer.modes.get("action") == "minmax":
             off, sc = base.normalizer._stats("action")
@@ -149,7 +182,7 @@ class ResidualPolicy(Policy):
                        "zscore")
         cfg = ResidualConfig(n_obs_steps=bc.n_obs_steps, horizon=bc.n_obs_steps, n_action_steps=1, obs_keys=obs_keys,
                              base=meta, state_dim=sd, hidden_dims=tuple(hidden_dims), layer_norm=layer_norm,
-                             action_scale=action_scale)
+                             action_scale=action_scale, image_keys=tuple(image_shapes), **image_options)
         return cls(cfg, shape_meta, norm, base=base)
 
     # ------------------------------------------------------------------ pieces used by the RL loop
@@ -162,9 +195,24 @@ class ResidualPolicy(Policy):
     def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
         return self.normalizer.normalize("res/state", state.float())
 
-    def residual(self, state: torch.Tensor, base_action: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
-        """Correction ``[B, A]`` for raw states ``[B, D]`` and normalised base actions ``[B, A]``."""
-        return (actor or self.actor)(self.normalize_state(state), base_action)
+    def features(self, obs: torch.Tensor | Mapping[str, torch.Tensor], augment: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Actor/critic input ``[B, feature_dim]`` from the newest frame: raw ``state`` ``[B, D]`` (a tensor,
+        or a dict also holding the ``image_keys`` as ``[B, H, W, C]`` uint8). ``augment``: random shift."""
+        if torch.is_tensor(obs):
+            obs = {STATE_KEY: obs}
+        parts = [self.normalize_state(obs[STATE_KEY])]
+        pad = self.config.shift_pad if augment else 0
+        for k, enc in self.encoders.items():
+            if k not in obs:
+                raise KeyError(f"residual policy: observation {k!r} missing (keys: {sorted(obs)})")
+            parts.append(enc(torch.as_tensor(obs[k], device=self.device), shift_pad=pad, generator=generator))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+    def residual(self, obs: torch.Tensor | Mapping[str, torch.Tensor], base_action: torch.Tensor,
+                 actor: nn.Module | None = None) -> torch.Tensor:
+        """Correction ``[B, A]`` for the newest raw observation (see :meth:`features`) and normalised base actions."""
+        return (actor or self.actor)(self.features(obs), base_action)
 
     @staticmethod
     def combine(base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -192,12 +240,12 @@ class ResidualPolicy(Policy):
     @torch.no_grad()
     def base_step(self, obs: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance the open-loop base chunks by one step: ``(normalised [B, A], env units [B, A])``."""
-        k0 = self.config.obs_keys[0]
+        k0 = self.base.config.obs_keys[0]
         B = int(np.asarray(obs[k0]).shape[0]) if not torch.is_tensor(obs[k0]) else int(obs[k0].shape[0])
         need = self._refresh_rows(obs, B)
         if need.any():
             rows = need.nonzero().squeeze(1)
-            sub = {k: _rows(obs[k], rows) for k in self.config.obs_keys}
+            sub = {k: _rows(obs[k], rows) for k in self.base.config.obs_keys}
             self.base.eval()
             chunk_env = self.base.predict_chunk(sub).float()  # [b, Ta, A] env units
             if self._chunk is None or self._chunk.shape[0] != B or self._chunk.shape[1] != chunk_env.shape[1]:
@@ -224,6 +272,15 @@ class ResidualPolicy(Policy):
             raise ValueError(f"residual policy: observation 'state' expected [B, (To,) {self.state_dim}], got {tuple(x.shape)}")
         return x
 
+    def last_obs(self, obs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The newest frame of ``state`` and of the residual's ``image_keys`` (what :meth:`features` reads)."""
+        out = {STATE_KEY: self.last_state(obs)}
+        for k in self.config.image_keys:
+            x = obs[k]
+            x = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x
+            out[k] = x[:, -1] if x.ndim == 5 else x
+        return out
+
     def executed(self, base_n: torch.Tensor, base_env: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
         """Env-unit action; rows with no effective correction return the base's action bit for bit."""
         a = self.combine(base_n, res)
@@ -237,7 +294,7 @@ class ResidualPolicy(Policy):
     def predict_chunk(self, obs: Mapping[str, Any]) -> torch.Tensor:
         """One step ``[B, 1, A]`` (env units): advances the base chunks and adds the correction."""
         base_n, base_env = self.base_step(obs)
-        res = self.residual(self.last_state(obs), base_n)
+        res = self.residual(self.last_obs(obs), base_n)
         return self.executed(base_n, base_env, res).unsqueeze(1)
 
     @torch.no_grad()
@@ -256,7 +313,7 @@ class ResidualPolicy(Policy):
             self._phase[torch.as_tensor(list(rows), dtype=torch.long)] = self._chunk.shape[1]
 
     def optim_groups(self, stage: str) -> tuple[list[torch.nn.Parameter], dict[str, Any]]:
-        return list(self.actor.parameters()), {}
+        return list(self.actor.parameters()) + list(self.encoders.parameters()), {}
 
 
 def _rows(x: Any, rows: torch.Tensor) -> Any:

@@ -13,6 +13,12 @@ a termination), ``("next", "obs", "state")``, ``("next", "obs", "base_action")``
 The critic ``Q([s, a_base], a)`` is an ensemble of ``num_critics`` LayerNorm MLP heads evaluated
 in one batched matmul (:class:`robotrl.rl.networks.EnsembleCritic`). Deviation from the method
 note, for a CPU budget: smaller networks (2x256) and larger actor learning rate (1e-4) by default.
+
+With image inputs (``ResidualConfig.image_keys``) the batch also holds ``("obs", <image key>)``
+and ``("next", "obs", <image key>)`` (uint8, newest frame); both are encoded by the policy's
+shared :class:`robotrl.residual.encoder.ConvEncoder` with random-shift augmentation. The encoder
+is trained by the critic loss (its parameters are in the critic optimiser); the actor reads
+detached features, as in DrQ-v2.
 """
 from __future__ import annotations
 
@@ -73,19 +79,23 @@ class ResidualTD3(nn.Module):
         if c.num_min_critics < 1 or c.num_min_critics > c.num_critics:
             raise ValueError(f"num_min_critics must be in [1, num_critics={c.num_critics}], got {c.num_min_critics}")
         self.policy = policy
-        S, A = policy.state_dim, policy.action_dim
+        S, A = policy.feature_dim, policy.action_dim
         self.critic = EnsembleCritic(S + A, A, c.critic_hidden_dims, c.num_critics, layer_norm=True)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_actor = copy.deepcopy(policy.actor).requires_grad_(False)
         self.optimizers = {
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
+            "critic": torch.optim.Adam(list(self.critic.parameters()) + list(policy.encoders.parameters()),
+                                       lr=c.critic_lr),
             "actor": torch.optim.Adam(policy.actor.parameters(), lr=c.actor_lr),
         }
         self.num_updates = 0
 
     def _inputs(self, batch: Any, next: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pre = ("next", "obs") if next else ("obs",)
-        s = self.policy.normalize_state(batch[pre + ("state",)].float())
+        obs = {"state": batch[pre + ("state",)].float()}
+        for k in self.policy.config.image_keys:
+            obs[k] = batch[pre + (k,)]
+        s = self.policy.features(obs, augment=True)
         b = batch[pre + ("base_action",)].float()
         return s, b
 
@@ -98,7 +108,8 @@ class ResidualTD3(nn.Module):
         if update_actor is None:
             update_actor = self.num_updates % c.actor_update_every == 0
         s, b = self._inputs(batch)
-        s2, b2 = self._inputs(batch, next=True)
+        with torch.no_grad():
+            s2, b2 = self._inputs(batch, next=True)
         a = batch["action"].float()
         r = batch["reward"].float().reshape(-1)
         disc = batch["discount"].float().reshape(-1)
@@ -113,11 +124,12 @@ class ResidualTD3(nn.Module):
         opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         if c.grad_clip:
-            nn.utils.clip_grad_norm_(self.critic.parameters(), c.grad_clip)
+            nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], c.grad_clip)
         opt.step()
         m = {"critic_loss": float(critic_loss.detach()), "q": float(q.detach().mean()), "target": float(y.mean())}
         if update_actor:
             self.critic.requires_grad_(False)
+            s = s.detach()  # the actor does not train the shared image encoder
             res = self.policy.actor(s, b)
             actor_loss = -self.q(s, b, self.policy.combine(b, res)).mean()
             opt = self.optimizers["actor"]
@@ -136,6 +148,7 @@ class ResidualTD3(nn.Module):
     def checkpoint(self) -> dict[str, Any]:
         return {"critic": self.critic.state_dict(), "target_critic": self.target_critic.state_dict(),
                 "target_actor": self.target_actor.state_dict(), "actor": self.policy.actor.state_dict(),
+                "encoders": self.policy.encoders.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}, "num_updates": self.num_updates}
 
     def restore(self, blob: dict[str, Any]) -> None:
@@ -143,6 +156,7 @@ class ResidualTD3(nn.Module):
         self.target_critic.load_state_dict(blob["target_critic"])
         self.target_actor.load_state_dict(blob["target_actor"])
         self.policy.actor.load_state_dict(blob["actor"])
+        self.policy.encoders.load_state_dict(blob.get("encoders", {}))
         for k, o in self.optimizers.items():
             o.load_state_dict(blob["optimizers"][k])
         self.num_updates = int(blob["num_updates"])

@@ -62,10 +62,16 @@ class ResidualTrainConfig:
     progress: bool = True
 
 
-def buffer_spec(state_dim: int, act_dim: int) -> dict:
-    """Fields of the online and demo buffers (the base action is stored as an observation)."""
-    return {"obs": {"state": ((state_dim,), "float32"), "base_action": ((act_dim,), "float32")},
-            "action": ((act_dim,), "float32")}
+def buffer_spec(state_dim: int, act_dim: int, images: Mapping[str, Any] | None = None) -> dict:
+    """Fields of the online and demo buffers (the base action is stored as an observation; images uint8)."""
+    obs = {"state": ((state_dim,), "float32"), "base_action": ((act_dim,), "float32")}
+    for k, shape in (images or {}).items():
+        obs[k] = (tuple(int(x) for x in shape), "uint8")
+    return {"obs": obs, "action": ((act_dim,), "float32")}
+
+
+def _image_shapes(policy: ResidualPolicy) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(policy.shape_meta["obs"][k]) for k in policy.config.image_keys}
 
 
 def _history(frames: np.ndarray, i: int, n: int) -> np.ndarray:
@@ -102,14 +108,21 @@ def relabel_demos(store: Any, policy: ResidualPolicy, n_step: int = 3, gamma: fl
     rew = np.asarray(store["reward"], np.float32).reshape(-1) if "reward" in store else np.zeros(len(act), np.float32)
     term = np.asarray(store["terminated"], bool).reshape(-1) if "terminated" in store else np.zeros(len(act), bool)
     per_key = {k: np.asarray(store[f"obs/{k}"]) for k in keys}
-    buf = ReplayBuffer(max(int(ends[-1]), 1), buffer_spec(S, A), seed=seed, n_step=n_step, gamma=gamma)
+    images = {}
+    for k in policy.config.image_keys:
+        if f"obs/{k}" not in store:
+            raise KeyError(f"demonstrations have no 'obs/{k}' (the residual's image input); keys: {sorted(store.keys())}")
+        cur = np.asarray(store[f"obs/{k}"])
+        images[k] = (cur, np.asarray(store[f"next_obs/{k}"]) if f"next_obs/{k}" in store else None)
+    buf = ReplayBuffer(max(int(ends[-1]), 1), buffer_spec(S, A, _image_shapes(policy)), seed=seed, n_step=n_step,
+                       gamma=gamma)
     with _explicit_resets(policy):
-        _relabel_into(buf, policy, starts, ends, keys, per_key, To, state, nstate, act, rew, term)
+        _relabel_into(buf, policy, starts, ends, keys, per_key, To, state, nstate, act, rew, term, images)
     policy.reset()
     return buf
 
 
-def _relabel_into(buf, policy, starts, ends, keys, per_key, To, state, nstate, act, rew, term) -> None:
+def _relabel_into(buf, policy, starts, ends, keys, per_key, To, state, nstate, act, rew, term, images) -> None:
     A = policy.action_dim
     for s, e in zip(starts, ends):
         T = int(e - s)
@@ -132,8 +145,13 @@ def _relabel_into(buf, policy, starts, ends, keys, per_key, To, state, nstate, a
         else:
             tr[-1] = True
         a_n = policy.normalize_action(torch.from_numpy(act[s:e])).clamp(-1, 1).numpy()
-        buf.extend({"obs": {"state": state[s:e], "base_action": base_n}, "action": a_n, "reward": r,
-                    "terminated": te, "truncated": tr, "next": {"obs": {"state": ns, "base_action": nb}}})
+        obs = {"state": state[s:e], "base_action": base_n}
+        nobs = {"state": ns, "base_action": nb}
+        for k, (cur, nxt) in images.items():
+            obs[k] = cur[s:e]
+            nobs[k] = nxt[s:e] if nxt is not None else np.concatenate([cur[s + 1:e], cur[e - 1:e]])
+        buf.extend({"obs": obs, "action": a_n, "reward": r, "terminated": te, "truncated": tr,
+                    "next": {"obs": nobs}})
 
 
 def _batch_obs(obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -221,7 +239,9 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
     algo = ResidualTD3(policy, ac)
     S, A = policy.state_dim, policy.action_dim
     demo = relabel_demos(demo_store, policy, n_step=ac.n_step, gamma=ac.gamma, seed=c.seed + 1)
-    online = ReplayBuffer(c.buffer_size, buffer_spec(S, A), seed=c.seed + 2, n_step=ac.n_step, gamma=ac.gamma)
+    online = ReplayBuffer(c.buffer_size, buffer_spec(S, A, _image_shapes(policy)), seed=c.seed + 2, n_step=ac.n_step,
+                          gamma=ac.gamma)
+    image_keys = tuple(policy.config.image_keys)
     run_dir = Path(run_dir) if run_dir is not None else None
     state_dir = run_dir / "checkpoints" / "residual_state" if run_dir is not None and c.ckpt_every else None
     blob = _load_loop_state(state_dir, c, ac)
@@ -273,12 +293,13 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
     try:
         while steps < c.total_env_steps:
             t0 = time.time()
-            s = policy.last_state(_batch_obs(obs))
+            o_last = policy.last_obs(_batch_obs(obs))
+            s = o_last["state"]
             if steps < c.warmup_env_steps:
                 res = torch.as_tensor(rng.uniform(-c.warmup_noise, c.warmup_noise, size=(1, A)), dtype=torch.float32)
             else:
                 with torch.no_grad():
-                    res = policy.residual(s, base_n)
+                    res = policy.residual(o_last, base_n)
                 noise = (torch.randn_like(res) * c.exploration_std).clamp(-2 * c.exploration_std, 2 * c.exploration_std)
                 res = res + noise
             a_n = policy.combine(base_n, res)
@@ -291,7 +312,9 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
             else:
                 base2_n, base2_env = base_n, base_env
             pending.append({"s": s[0].numpy(), "b": base_n[0].numpy(), "a": a_n[0].numpy(), "r": float(r), "te": bool(term),
-                            "tr": bool(trunc), "s2": np.asarray(obs2["state"][-1], np.float32), "b2": base2_n[0].numpy()})
+                            "tr": bool(trunc), "s2": np.asarray(obs2["state"][-1], np.float32), "b2": base2_n[0].numpy(),
+                            **{f"i:{k}": np.asarray(o_last[k][0]) for k in image_keys},
+                            **{f"i2:{k}": np.asarray(obs2[k][-1]) for k in image_keys}})
             steps += 1
             if done or len(pending) >= 32:
                 online.extend(_rows(pending))
@@ -393,13 +416,16 @@ def _load_loop_state(state_dir: Path | None, c, ac) -> dict[str, Any] | None:
 
 
 def _rows(rows: list[dict]) -> dict[str, Any]:
-    return {
-        "obs": {"state": np.stack([r["s"] for r in rows]).astype(np.float32),
-                "base_action": np.stack([r["b"] for r in rows]).astype(np.float32)},
-        "action": np.stack([r["a"] for r in rows]).astype(np.float32),
-        "reward": np.array([r["r"] for r in rows], np.float32),
-        "terminated": np.array([r["te"] for r in rows], bool),
-        "truncated": np.array([r["tr"] for r in rows], bool),
-        "next": {"obs": {"state": np.stack([r["s2"] for r in rows]).astype(np.float32),
-                         "base_action": np.stack([r["b2"] for r in rows]).astype(np.float32)}},
-    }
+    obs = {"state": np.stack([r["s"] for r in rows]).astype(np.float32),
+           "base_action": np.stack([r["b"] for r in rows]).astype(np.float32)}
+    nobs = {"state": np.stack([r["s2"] for r in rows]).astype(np.float32),
+            "base_action": np.stack([r["b2"] for r in rows]).astype(np.float32)}
+    for key in rows[0]:
+        if key.startswith("i:"):
+            obs[key[2:]] = np.stack([r[key] for r in rows]).astype(np.uint8)
+        elif key.startswith("i2:"):
+            nobs[key[3:]] = np.stack([r[key] for r in rows]).astype(np.uint8)
+    return {"obs": obs, "action": np.stack([r["a"] for r in rows]).astype(np.float32),
+            "reward": np.array([r["r"] for r in rows], np.float32),
+            "terminated": np.array([r["te"] for r in rows], bool),
+            "truncated": np.array([r["tr"] for r in rows], bool), "next": {"obs": nobs}}
