@@ -42,8 +42,9 @@ TRAIN = {
     "bc": ("bc", 3000, 64, []),
     "diffusion": ("diffusion_unet", 4000, 64, []),
     "carp": ("carp", 8000, 64, []),
+    "diffusion_transformer": ("diffusion_transformer", 10000, 64, []),
 }
-QUICK_STEPS = {"bc": 300, "diffusion": 300, "carp": 800}
+QUICK_STEPS = {"bc": 300, "diffusion": 300, "carp": 800, "diffusion_transformer": 300}
 
 
 def _policy(name: str):
@@ -125,12 +126,13 @@ def bench_success(quick: bool, runs_dir: Path, skip_training: bool) -> list[dict
     rows = [row("TwoPaths-v0: BC (MSE chunks)", "success_rate", bc, peer="expert demos", peer_value=1.0,
                 goal="fails on bimodal demos (reference)", met=None, seeds=1, episodes=episodes,
                 train_steps=res["bc"].get("steps"))]
-    for key, label in (("diffusion", "Diffusion Policy (UNet, DDIM 10)"), ("carp", "CARP (greedy)")):
+    for key, label in (("diffusion", "Diffusion Policy (UNet, DDIM 10)"), ("carp", "CARP (greedy)"),
+                       ("diffusion_transformer", "Diffusion Policy (transformer, DDIM 10)")):
         s = res[key]["success_rate"]
         rows.append(row(f"TwoPaths-v0: {label}", "success_rate", s, peer="BC (MSE), same data and run", peer_value=bc,
                         goal=">= 0.8 and > BC", met=None if s is None else bool(s >= 0.8 and (bc is None or s > bc)),
                         seeds=1, episodes=episodes, train_steps=res[key].get("steps"),
-                        train_seconds=res[key].get("train_seconds_this_session") or None))
+                        train_seconds=res[key].get("train_seconds") or None))
     return rows
 
 

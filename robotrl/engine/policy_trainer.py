@@ -137,7 +137,8 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     chash = _config_hash(c)
 
     # ------------------------------------------------------------------ resume
-    state: dict[str, Any] = {"global_step": 0, "stage_index": 0, "stage_step": 0, "best_success": None}
+    state: dict[str, Any] = {"global_step": 0, "stage_index": 0, "stage_step": 0, "best_success": None,
+                             "train_seconds": 0.0}
     resume_blob = None
     if ckpt_path.exists() and c.get("resume", True):
         resume_blob = load_checkpoint(ckpt_path)
@@ -158,6 +159,7 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     stages = policy.stages
     t_start = time.time()
     limit = tr.get("time_limit_s")  # wall-clock bound on this invocation's training (then final eval)
+    seconds_before = float(state.get("train_seconds") or 0.0)  # training wall-clock of earlier invocations
     out_of_time = False
     try:
         for si in range(state["stage_index"], len(stages)):
@@ -218,6 +220,7 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                     bar.write(f"[robotrl] step {g}: success {m['success_rate']:.2f}, return {m['mean_return']:.2f}")
                 out_of_time = limit is not None and time.time() - t_start > float(limit)
                 if g % int(tr.get("ckpt_every", 1000)) == 0 or i == n_steps - 1 or out_of_time:
+                    state["train_seconds"] = seconds_before + time.time() - t_start
                     _save(ckpt_path, policy, ema, opt, sched, state, gen, chash)
                 if out_of_time:
                     bar.write(f"[robotrl] train.time_limit_s={limit} reached at step {g} (stage {stage}): "
@@ -255,6 +258,7 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         "stopped_by_time_limit": out_of_time,
         "device": str(device),
         "train_seconds_this_session": round(train_seconds, 1),
+        "train_seconds": round(seconds_before + train_seconds, 1),  # all invocations of this run
         "checkpoint": str(policy_dir),
         "video": str(video) if video else None,
         "learning_curve": str(curve),

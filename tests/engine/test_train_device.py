@@ -46,6 +46,8 @@ def test_time_limit_stops_training_checkpoints_and_evaluates(tmp_path):
     # running again resumes from that step instead of starting over
     out2 = train_policy(_cfg(tmp_path, ["train.steps=100000", "train.time_limit_s=0"]))
     assert out2["steps"] == 2
+    blob2 = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert blob2["state"]["train_seconds"] >= blob["state"]["train_seconds"] > 0  # wall-clock adds up over resumes
 
 
 def test_stop_on_success_keeps_success_and_shortens_episodes():
