@@ -11,8 +11,14 @@
 3. on medium-replay, ARSQ (offline, then online with the dataset as demonstrations) against IQL
    fine-tuned online for the same environment steps (``--online-steps``).
 
-The d3rlpy peer (IQL / TD3+BC on the same files) needs its own virtual environment (it pins
-gymnasium 1.0); when ``--d3rlpy-python`` is not given the peer columns stay empty.
+The d3rlpy peer (IQL / TD3+BC on the same files, the same gradient steps and seeds) needs its own
+virtual environment, as d3rlpy pins gymnasium 1.0: ``bash scripts/install_d3rlpy.sh`` makes
+``.venv-d3rlpy``, and ``--d3rlpy PYTHON`` (default: ``.venv-d3rlpy/bin/python`` when it exists; ``none``
+to skip) runs ``bench/d3rlpy_runner.py`` with it as a subprocess right after each of our runs. Without
+it the peer columns stay empty.
+
+    python -m bench.offline --quick --algos iql td3bc --online-steps 0 --d3rlpy .venv-d3rlpy/bin/python
+
 Budgets are far below the papers' 1M steps: scores are for comparing methods within one run only.
 """
 from __future__ import annotations
@@ -76,6 +82,41 @@ def run(algo: str, env_id: str, kind: str, path: str, steps: int, seed: int, epi
     return {**out, "returns": ret}
 
 
+PEER_ALGOS = {"iql": "IQL", "td3bc": "TD3+BC"}
+DEFAULT_D3RLPY = Path(__file__).resolve().parent.parent / ".venv-d3rlpy" / "bin" / "python"
+
+
+def run_d3rlpy(python: str, algo: str, env_id: str, path: str, steps: int, seed: int, episodes: int,
+               timeout: float | None = None) -> dict:
+    """Train and evaluate d3rlpy's ``algo`` on ``path`` in the d3rlpy venv (``bench/d3rlpy_runner.py``)."""
+    import subprocess
+
+    from robotrl.data.formats.d4rl import REF_SCORES
+
+    lo, hi = REF_SCORES[BODY[env_id]]
+    cmd = [python, str(BENCH_DIR / "d3rlpy_runner.py"), "--algo", algo, "--dataset", str(path), "--steps", str(steps),
+           "--seed", str(seed), "--episodes", str(episodes), "--eval-seed", "100000", "--env-id", env_id,
+           "--ref-min", repr(lo), "--ref-max", repr(hi), "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)  # the d3rlpy venv must not see robotrl
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"d3rlpy runner failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+                           f"{proc.stderr[-3000:]}\n{proc.stdout[-1000:]}")
+    return json.loads(lines[-1])
+
+
+def _resolve_d3rlpy(arg: str | None) -> str | None:
+    if arg is None:
+        return str(DEFAULT_D3RLPY) if DEFAULT_D3RLPY.exists() else None
+    if arg.lower() in ("", "none", "off", "no"):
+        return None
+    if not Path(arg).exists():
+        raise SystemExit(f"--d3rlpy {arg}: no such python (bash scripts/install_d3rlpy.sh makes .venv-d3rlpy)")
+    return arg
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -88,8 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--online-steps", type=int, default=None, help="ARSQ vs IQL fine-tuning env steps (0: skip)")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--d3rlpy-python", default=None, help="python of a venv with d3rlpy (peer; optional)")
+    p.add_argument("--d3rlpy", "--d3rlpy-python", dest="d3rlpy", default=None, metavar="PYTHON",
+                   help="python of the d3rlpy venv (peer for iql/td3bc); default .venv-d3rlpy/bin/python if it "
+                        "exists; 'none' skips the peer")
+    p.add_argument("--result", default="offline",
+                   help="name of the result file bench/results/NAME.json (e.g. offline_d3rlpy for a peer-only run)")
     args = p.parse_args(argv)
+    d3 = _resolve_d3rlpy(args.d3rlpy)
+    d3_version = None
     torch.set_num_threads(1)
     q = args.quick
     envs = args.envs or (["Hopper-v5"] if q else list(BODY))
@@ -106,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         for kind in args.kinds:
             scores: dict[str, list[float]] = {}
             for algo in args.algos:
-                per_seed, sps = [], []
+                per_seed, sps, peer_scores, peer_sps = [], [], [], []
+                with_peer = d3 is not None and algo in PEER_ALGOS
                 for s in range(seeds):
                     t = time.time()
                     out = run(algo, env_id, kind, files[kind], steps, s, args.episodes, run_root)
@@ -115,13 +163,37 @@ def main(argv: list[str] | None = None) -> None:
                     sps.append(out["offline_grad_steps_per_s"])
                     print(f"[bench] {algo} {BODY[env_id]}-{kind} seed {s}: score {out['normalized_score']:.1f} "
                           f"({out['offline_grad_steps_per_s']:.0f} grad steps/s, {time.time() - t:.0f}s)", flush=True)
+                    if with_peer:  # right after ours, on the same file, steps, seed and evaluation seeds
+                        t = time.time()
+                        po = run_d3rlpy(d3, algo, env_id, files[kind], steps, s, args.episodes)
+                        d3_version = po["d3rlpy"]
+                        peer_scores.extend(po["normalized_scores"])
+                        peer_sps.append(po["grad_steps_per_s"])
+                        raw.setdefault("d3rlpy", {}).setdefault(f"{env_id}/{kind}", {}).setdefault(algo, []).extend(
+                            po["normalized_scores"])
+                        print(f"[bench] d3rlpy {po['d3rlpy']} {algo} {BODY[env_id]}-{kind} seed {s}: score "
+                              f"{po['normalized_score']:.1f} ({po['grad_steps_per_s']:.0f} grad steps/s, "
+                              f"{time.time() - t:.0f}s){' — ' + po['note'] if po.get('note') else ''}", flush=True)
                 scores[algo] = per_seed
+                ours, ours_sps = float(np.mean(per_seed)), float(np.mean(sps))
+                if with_peer:
+                    peer = f"d3rlpy {d3_version} {PEER_ALGOS[algo]}"
+                    theirs, theirs_sps = float(np.mean(peer_scores)), float(np.mean(peer_sps))
+                    case = f"{algo} {BODY[env_id]}-{kind}-v5 vs d3rlpy"
+                    rows.append(row(f"{case} ({steps} grad steps)", "normalized_score", ours, peer=peer, peer_value=theirs,
+                                    goal="within 10% of d3rlpy or better", met=ours >= theirs - 0.1 * abs(theirs),
+                                    std=float(np.std(per_seed)), peer_std=float(np.std(peer_scores)), seeds=seeds,
+                                    episodes=args.episodes, grad_steps=steps))
+                    rows.append(row(case, "grad_steps/s", ours_sps, peer=peer, peer_value=theirs_sps,
+                                    goal=">= 1.5x d3rlpy", met=ours_sps >= 1.5 * theirs_sps,
+                                    per_seed=sps, peer_per_seed=peer_sps))
+                    continue
                 case = f"{algo} {BODY[env_id]}-{kind}-v5 ({steps} grad steps)"
-                rows.append(row(case, "normalized_score", float(np.mean(per_seed)), peer=None, peer_value=None,
-                                goal="within 10% of d3rlpy (peer not run)" if algo in ("iql", "td3bc") else None,
+                rows.append(row(case, "normalized_score", ours, peer=None, peer_value=None,
+                                goal="within 10% of d3rlpy (peer not run)" if algo in PEER_ALGOS else None,
                                 met=None, std=float(np.std(per_seed)), seeds=seeds, episodes=args.episodes))
-                rows.append(row(f"{algo} {BODY[env_id]}-{kind}-v5", "grad_steps/s", float(np.mean(sps)),
-                                peer=None, peer_value=None, goal=">= 1.5x d3rlpy (peer not run)" if algo in ("iql", "td3bc") else None))
+                rows.append(row(f"{algo} {BODY[env_id]}-{kind}-v5", "grad_steps/s", ours_sps,
+                                peer=None, peer_value=None, goal=">= 1.5x d3rlpy (peer not run)" if algo in PEER_ALGOS else None))
             if "a2pr" in scores and "td3bc" in scores:
                 a, b = float(np.mean(scores["a2pr"])), float(np.mean(scores["td3bc"]))
                 rows.append(row(f"A2PR vs TD3+BC {BODY[env_id]}-{kind}-v5", "normalized_score", a, peer="robotrl TD3+BC",
@@ -145,8 +217,15 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python -m bench.offline" + (" --quick" if q else "") + ("" if argv is None else " " + " ".join(a for a in argv if a != "--quick"))
     notes = [f"datasets: robotrl SAC {sac_steps} env steps, {dsize} transitions per medium file (D4RL: 1M); "
              f"offline budgets {steps} gradient steps (papers: 1M). ARSQ uses 2x256 MLPs here (paper 3x512).",
-             "d3rlpy peer not run in this result (needs its own venv: gymnasium 1.0 pin)." if not args.d3rlpy_python else ""]
-    path = write_result("offline", cmd.strip(), rows, q, notes=[n for n in notes if n])
+             "d3rlpy peer not run in this result (needs its own venv: gymnasium 1.0 pin; bash scripts/install_d3rlpy.sh)."
+             if d3 is None else
+             f"d3rlpy {d3_version} peer: bench/d3rlpy_runner.py in .venv-d3rlpy (gymnasium 1.0.0, same torch 2.13 CPU, "
+             "1 thread), on the same files, gradient steps, seeds and evaluation episodes (reset seeds 100000+i); "
+             "hyper-parameters of d3rlpy's reproduction scripts (= the papers'). Its grad steps/s is d3rlpy's fit loop "
+             "(sampling + update), ours train_algo's loop; both exclude evaluation and set-up. d3rlpy drops each "
+             "timeout episode's last step (no next observation); we use the files' next_observations. "
+             "'within 10%': ours >= d3rlpy - 0.1*|d3rlpy|."]
+    path = write_result(args.result, cmd.strip(), rows, q, notes=[n for n in notes if n])
     print(f"[bench] wrote {path}")
     print("[bench] per-seed scores:", json.dumps(raw))
 
