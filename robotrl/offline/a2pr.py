@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from robotrl.nn.mlp import MLP
-from robotrl.rl.base import Algorithm, polyak_update
+from robotrl.rl.base import Algorithm, adam, polyak_update
 from robotrl.rl.networks import DeterministicActor, EnsembleCritic, ValueNet
 
 __all__ = ["A2PRConfig", "A2PR", "VAE"]
@@ -84,10 +84,10 @@ class A2PR(Algorithm):
         self.value = ValueNet(obs_dim, c.hidden_dims)
         self.vae = VAE(obs_dim, act_dim, c.vae_hidden_dims)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
-            "value": torch.optim.Adam(self.value.parameters(), lr=c.value_lr),
-            "vae": torch.optim.Adam(self.vae.parameters(), lr=c.vae_lr),
+            "actor": adam(self.actor.parameters(), lr=c.actor_lr),
+            "critic": adam(self.critic.parameters(), lr=c.critic_lr),
+            "value": adam(self.value.parameters(), lr=c.value_lr),
+            "vae": adam(self.vae.parameters(), lr=c.vae_lr),
         }
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

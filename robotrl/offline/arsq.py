@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robotrl.rl.base import Algorithm, polyak_update
+from robotrl.rl.base import Algorithm, adam, polyak_update
 
 __all__ = ["ARSQConfig", "ARSQ", "CoarseToFine"]
 
@@ -176,7 +176,7 @@ class ARSQ(Algorithm):
         self.c2f = CoarseToFine(act_dim, c.levels, c.bins)
         self.critics = nn.ModuleList([ARCritic(obs_dim, self.c2f, c) for _ in range(2)])
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
-        self.optimizers = {"critic": torch.optim.Adam(self.critics.parameters(), lr=c.lr)}
+        self.optimizers = {"critic": adam(self.critics.parameters(), lr=c.lr)}
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()

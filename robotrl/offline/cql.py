@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from robotrl.rl.base import Algorithm, polyak_update
+from robotrl.rl.base import Algorithm, adam, polyak_update
 from robotrl.rl.networks import EnsembleCritic, TanhGaussianActor
 
 __all__ = ["CQLConfig", "CQL"]
@@ -55,9 +55,9 @@ class CQL(Algorithm):
         self.log_alpha = torch.nn.Parameter(torch.zeros(()))
         self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
-            "alpha": torch.optim.Adam([self.log_alpha], lr=c.alpha_lr),
+            "actor": adam(self.actor.parameters(), lr=c.actor_lr),
+            "critic": adam(self.critic.parameters(), lr=c.critic_lr),
+            "alpha": adam([self.log_alpha], lr=c.alpha_lr),
         }
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

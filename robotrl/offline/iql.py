@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from robotrl.nn.mlp import MLP
-from robotrl.rl.base import Algorithm, polyak_update
+from robotrl.rl.base import Algorithm, adam, polyak_update
 from robotrl.rl.networks import EnsembleCritic, ValueNet
 
 __all__ = ["IQLConfig", "IQL"]
@@ -73,9 +73,9 @@ class IQL(Algorithm):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueNet(obs_dim, c.hidden_dims, layer_norm=c.layer_norm)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
-            "value": torch.optim.Adam(self.value.parameters(), lr=c.value_lr),
+            "actor": adam(self.actor.parameters(), lr=c.actor_lr),
+            "critic": adam(self.critic.parameters(), lr=c.critic_lr),
+            "value": adam(self.value.parameters(), lr=c.value_lr),
         }
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robotrl.rl.base import polyak_update
+from robotrl.rl.base import adam, polyak_update
 from robotrl.rl.networks import EnsembleCritic
 
 __all__ = ["ResidualTD3Config", "ResidualTD3", "nstep_td_target", "random_pair"]
@@ -84,9 +84,9 @@ class ResidualTD3(nn.Module):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_actor = copy.deepcopy(policy.actor).requires_grad_(False)
         self.optimizers = {
-            "critic": torch.optim.Adam(list(self.critic.parameters()) + list(policy.encoders.parameters()),
+            "critic": adam(list(self.critic.parameters()) + list(policy.encoders.parameters()),
                                        lr=c.critic_lr),
-            "actor": torch.optim.Adam(policy.actor.parameters(), lr=c.actor_lr),
+            "actor": adam(policy.actor.parameters(), lr=c.actor_lr),
         }
         self.num_updates = 0
 

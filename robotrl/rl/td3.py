@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from robotrl.rl.base import Algorithm, polyak_update
+from robotrl.rl.base import Algorithm, adam, polyak_update
 from robotrl.rl.networks import DeterministicActor, EnsembleCritic
 
 __all__ = ["TD3Config", "TD3"]
@@ -46,8 +46,8 @@ class TD3(Algorithm):
         self.critic = EnsembleCritic(obs_dim, act_dim, c.hidden_dims, c.num_critics, layer_norm=c.layer_norm)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr),
+            "actor": adam(self.actor.parameters(), lr=c.actor_lr),
+            "critic": adam(self.critic.parameters(), lr=c.critic_lr),
         }
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
