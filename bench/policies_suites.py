@@ -17,7 +17,13 @@ here, GroupNorm, spatial softmax, random crop), 50 seeded episodes.
 
 Every (task, policy) pair is one training run in ``--runs-dir`` (resumed if it exists); ``--jobs``
 runs them in parallel processes (1 torch thread each). Writes
-``bench/results/policies_<suite>.json`` with each run's success rate, steps and wall-clock.
+``bench/results/policies_<suite>.json`` with each run's success rate, steps and wall-clock;
+``--merge`` replaces only the runs of this invocation in an existing result file.
+
+On one GPU, many processes share it well only under CUDA MPS (``nvidia-cuda-mps-control -d``
+before the run): without it, 12 processes were time-sliced to ~8 steps/s each; with it, 8
+processes each ran 20-25 steps/s. ``--time-limit`` bounds each run's training wall-clock (the run
+then evaluates what it has; the result records the steps actually done).
 """
 from __future__ import annotations
 
