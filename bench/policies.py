@@ -130,7 +130,7 @@ def bench_success(quick: bool, runs_dir: Path, skip_training: bool) -> list[dict
                        ("diffusion_transformer", "Diffusion Policy (transformer, DDIM 10)")):
         s = res[key]["success_rate"]
         rows.append(row(f"TwoPaths-v0: {label}", "success_rate", s, peer="BC (MSE), same data and run", peer_value=bc,
-                        goal=">= 0.8 and > BC", met=None if s is None else bool(s >= 0.8 and (bc is None or s > bc)),
+                        goal=">= 0.9 and > BC", met=None if s is None else bool(s >= 0.9 and (bc is None or s > bc)),
                         seeds=1, episodes=episodes, train_steps=res[key].get("steps"),
                         train_seconds=res[key].get("train_seconds") or None))
     return rows
