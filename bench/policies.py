@@ -41,7 +41,7 @@ STATE_SHAPE = {"obs": {"state": [8]}, "action": [2]}  # TwoPaths
 TRAIN = {
     "bc": ("bc", 3000, 64, []),
     "diffusion": ("diffusion_unet", 4000, 64, []),
-    "carp": ("carp", 8000, 64, []),
+    "carp": ("carp", 16000, 64, []),
     "diffusion_transformer": ("diffusion_transformer", 10000, 64, []),
 }
 QUICK_STEPS = {"bc": 300, "diffusion": 300, "carp": 800, "diffusion_transformer": 300}
