@@ -103,7 +103,31 @@ def ros_available() -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback TCP port *below* the kernel's ephemeral range.
+
+    A port taken from the ephemeral range (bind to port 0) can be handed out again at once to
+    another socket, e.g. the XML-RPC server roscore starts for roslaunch before its master binds,
+    which then fails with "Address already in use". Ports below the range are only ever taken
+    when asked for by number.
+    """
+    import random
+
+    lo = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            lo = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):  # pragma: no cover - non-Linux
+        pass
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(max(1025, lo - 12000), lo)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # fall back to an ephemeral port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -147,6 +171,7 @@ class RosMaster:
     """A real ``roscore`` on ``127.0.0.1:<port>``, started as a child process and stopped by PID."""
 
     def __init__(self, port: int | None = None, ros_home: str | None = None) -> None:
+        self._auto_port = not port
         self.port = int(port) if port else free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self._own_home = ros_home is None
@@ -159,6 +184,19 @@ class RosMaster:
         return None if self.proc is None else self.proc.pid
 
     def start(self, timeout: float = 30.0) -> "RosMaster":
+        """Start roscore; with an automatically chosen port, a port lost to a race is replaced (3 tries)."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except RobotConnectionError as e:
+                if not (self._auto_port and "Address already in use" in str(e)) or attempt == 2:
+                    raise
+                self.port = free_port()
+                self.uri = f"http://127.0.0.1:{self.port}"
+                self.env = ros_env(self.uri, ros_home=self.ros_home)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self, timeout: float) -> "RosMaster":
         if shutil.which("roscore") is None:
             raise FileNotFoundError("roscore is not installed (run scripts/install_ros.sh)")
         self.proc = subprocess.Popen(
