@@ -79,12 +79,9 @@ class SafetyConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "SafetyConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise RobotConfigError(f"safety: unknown key(s) {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        from robotrl.utils.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, "safety", error=RobotConfigError)
 
 
 @dataclass

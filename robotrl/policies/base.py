@@ -65,11 +65,9 @@ class PolicyConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PolicyConfig":
         """Build from a mapping; an unknown key is an error that lists the known ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config key(s) {unknown}; known keys: {sorted(names)}")
-        return cls(**dict(d))
+        from robotrl.utils.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, noun="config key")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -313,8 +313,8 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
                 base2_n, base2_env = base_n, base_env
             pending.append({"s": s[0].numpy(), "b": base_n[0].numpy(), "a": a_n[0].numpy(), "r": float(r), "te": bool(term),
                             "tr": bool(trunc), "s2": np.asarray(obs2["state"][-1], np.float32), "b2": base2_n[0].numpy(),
-                            **{f"i:{k}": np.asarray(o_last[k][0]) for k in image_keys},
-                            **{f"i2:{k}": np.asarray(obs2[k][-1]) for k in image_keys}})
+                            "img": {k: np.asarray(o_last[k][0]) for k in image_keys},
+                            "img2": {k: np.asarray(obs2[k][-1]) for k in image_keys}})
             steps += 1
             if done or len(pending) >= 32:
                 online.extend(_rows(pending))
@@ -420,11 +420,9 @@ def _rows(rows: list[dict]) -> dict[str, Any]:
            "base_action": np.stack([r["b"] for r in rows]).astype(np.float32)}
     nobs = {"state": np.stack([r["s2"] for r in rows]).astype(np.float32),
             "base_action": np.stack([r["b2"] for r in rows]).astype(np.float32)}
-    for key in rows[0]:
-        if key.startswith("i:"):
-            obs[key[2:]] = np.stack([r[key] for r in rows]).astype(np.uint8)
-        elif key.startswith("i2:"):
-            nobs[key[3:]] = np.stack([r[key] for r in rows]).astype(np.uint8)
+    for k in rows[0]["img"]:  # camera frames (residual image_keys), uint8
+        obs[k] = np.stack([r["img"][k] for r in rows]).astype(np.uint8)
+        nobs[k] = np.stack([r["img2"][k] for r in rows]).astype(np.uint8)
     return {"obs": obs, "action": np.stack([r["a"] for r in rows]).astype(np.float32),
             "reward": np.array([r["r"] for r in rows], np.float32),
             "terminated": np.array([r["te"] for r in rows], bool),

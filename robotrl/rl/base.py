@@ -19,7 +19,6 @@ default) so a checkpoint is self-contained and ``act`` takes raw observations.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -52,25 +51,10 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 def config_from_dict(cls: type, values: Mapping[str, Any] | None, where: str = "algo") -> Any:
     """Build the dataclass ``cls`` from ``values``, refusing unknown keys (a typo fails at start)."""
-    values = dict(values or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        import difflib
+    from robotrl.utils.config import dataclass_from_dict
 
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, sorted(names), n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(f"{where}: unknown key(s) {', '.join(hints)} for {cls.__name__}; known: {sorted(names)}")
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            v = values[f.name]
-            if isinstance(v, list):
-                v = tuple(v)
-            out[f.name] = v
-    return cls(**out)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(values or {}).items()}
+    return dataclass_from_dict(cls, values, f"{where} ({cls.__name__})")
 
 
 class Algorithm(nn.Module):

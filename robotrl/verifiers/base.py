@@ -44,11 +44,9 @@ class VerifierConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VerifierConfig":
         """Build from a mapping; an unknown key is an error listing the known ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config key(s) {unknown}; known keys: {sorted(names)}")
-        return cls(**dict(d))
+        from robotrl.utils.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, noun="config key")
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))

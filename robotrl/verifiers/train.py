@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from robotrl.utils.config import dataclass_from_dict
 from robotrl.verifiers.cfn import CFNConfig, CFNVerifier
 from robotrl.verifiers.value import ValueConfig, ValueVerifier
 
@@ -60,15 +61,6 @@ class ValueTrainConfig:
     polyak: float = 0.005
     reward_scale: float = 1.0
     seed: int = 0
-
-
-def _from_dict(klass: type, d: Mapping[str, Any] | None) -> Any:
-    d = dict(d or {})
-    names = {f.name for f in dataclasses.fields(klass)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"{klass.__name__}: unknown key(s) {unknown}; known keys: {sorted(names)}")
-    return klass(**d)
 
 
 def _policy_sampler(policy: Any, store: Any, episode_indices: np.ndarray | None = None):
@@ -146,7 +138,7 @@ def train_cfn(features: torch.Tensor, model: CFNConfig | Mapping[str, Any] | Non
         model = CFNConfig.from_dict(model)
     if model.feature_dim != features.shape[1]:
         raise ValueError(f"train_cfn: CFNConfig.feature_dim={model.feature_dim} but features are {tuple(features.shape)}")
-    tc = train if isinstance(train, CFNTrainConfig) else _from_dict(CFNTrainConfig, train)
+    tc = train if isinstance(train, CFNTrainConfig) else dataclass_from_dict(CFNTrainConfig, train)
     gen = torch.Generator().manual_seed(tc.seed)
     torch.manual_seed(tc.seed)
     verifier = CFNVerifier(model)
@@ -222,7 +214,7 @@ def train_value_verifier(store: Any, policy: Any, model: Mapping[str, Any] | Non
                          train: ValueTrainConfig | Mapping[str, Any] | None = None, progress: bool = True,
                          log: list | None = None) -> ValueVerifier:
     """IQL chunk critic for ``policy`` (its obs keys, ``To``, ``Ta``, action size) on ``store``."""
-    tc = train if isinstance(train, ValueTrainConfig) else _from_dict(ValueTrainConfig, train)
+    tc = train if isinstance(train, ValueTrainConfig) else dataclass_from_dict(ValueTrainConfig, train)
     pc = policy.config
     obs_keys = tuple(pc.obs_keys)
     model = dict(model or {})
@@ -310,7 +302,7 @@ def train_verifier(policy_checkpoint: str | Path, dataset: str | Path, kind: str
     log: list[dict] = []
     extra: dict[str, Any] = {}
     if kind in ("taco", "cfn"):
-        tc = _from_dict(CFNTrainConfig, train)
+        tc = dataclass_from_dict(CFNTrainConfig, train)
         feats = collect_policy_features(policy, store, tc.num_candidates, tc.max_samples, tc.sample_batch_size,
                                         tc.seed, progress, tc.episodes)
         m = dict(model or {})

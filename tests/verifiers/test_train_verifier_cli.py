@@ -11,7 +11,8 @@ from robotrl.cli.train_verifier import run_train_verifier
 from robotrl.data import EpisodeStore, save_dataset
 from robotrl.policies import load_policy, make_policy
 from robotrl.verifiers import CFNConfig, ValueConfig, VerifiedPolicy
-from robotrl.verifiers.train import CFNTrainConfig, ValueTrainConfig, _from_dict
+from robotrl.utils.config import dataclass_from_dict as _from_dict
+from robotrl.verifiers.train import CFNTrainConfig, ValueTrainConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "verifier"
 ENV = {"name": "armlift", "id": "robotrl/ArmLift-v0", "image": False, "image_size": 84, "reward_type": "sparse",
