@@ -1,16 +1,19 @@
-"""Residual RL vs RLPD on a bundled manipulation task (ArmLift, sparse reward) from a weak BC base.
+"""Residual RL vs RLPD from a weak BC base, sparse reward: bundled ArmLift and robosuite Lift / Can.
 
-    python -m bench.residual [--quick] [--part residual|rlpd|all]
+    python -m bench.residual [--task armlift|lift|can] [--quick] [--part residual|rlpd|all] [--steps N]
 
-1. 10 scripted demonstrations of ``robotrl/ArmLift-v0`` (seeds 0..), a deliberately weak BC base
-   (chunk 16 / execute 8, 300 gradient steps) evaluated on 50 seeded episodes (seeds 100000+).
+1. A few scripted demonstrations (``robotrl/ArmLift-v0``: 10; ``robosuite/Lift``: see TASKS;
+   robosuite's waypoint experts are :mod:`robotrl.envs.experts.robosuite`), a deliberately weak
+   BC base (chunk 16 / execute 8, a few hundred gradient steps) evaluated on 50 seeded episodes
+   (seeds 100000+). robosuite episodes end on the success frame (``terminate_on_success``) and are
+   capped at a short horizon.
 2. Residual TD3 on the frozen base (:mod:`robotrl.residual`) and RLPD from scratch
    (:mod:`robotrl.rl.rlpd`) with the same demonstrations, env-step budget and UTD, sparse reward.
 3. Success-vs-env-steps curves (20 seeded episodes per point) -> ``bench/results/residual_curve.png``;
    the final residual policy is reloaded from its checkpoint and evaluated on 50 seeded episodes.
 
 ``--part`` runs one arm only (so the two can run in parallel processes); the result JSON is
-written once both parts exist under ``runs/bench_residual``.
+written once both parts exist under ``runs/bench_residual[_<task>]``.
 """
 from __future__ import annotations
 
@@ -27,9 +30,35 @@ import torch  # noqa: E402
 
 from bench.common import row, write_result  # noqa: E402
 
-ENV = {"id": "robotrl/ArmLift-v0", "reward_type": "sparse"}
-OUT = Path("runs/bench_residual")
 EVAL_SEED = 100_000
+TASKS = {
+    "armlift": {"env": {"id": "robotrl/ArmLift-v0", "reward_type": "sparse"}, "demos": 10, "bc_steps": 300,
+                "out": "runs/bench_residual", "result": "residual", "plot": "residual_curve.png",
+                "title": "ArmLift-v0, sparse reward, 10 demos", "label": "ArmLift-v0 sparse"},
+    "lift": {"env": {"id": "robosuite/Lift", "max_episode_steps": 100, "kwargs": {"terminate_on_success": True}},
+             "demos": 8, "bc_steps": 300, "out": "runs/bench_residual_lift", "result": "residual_lift",
+             "plot": "residual_curve_lift.png", "title": "robosuite Lift (Panda, OSC), sparse reward",
+             "label": "robosuite Lift sparse"},
+    "can": {"env": {"id": "robosuite/PickPlaceCan", "max_episode_steps": 250,
+                    "kwargs": {"terminate_on_success": True}},
+            "demos": 10, "bc_steps": 500, "out": "runs/bench_residual_can", "result": "residual_can",
+            "plot": "residual_curve_can.png", "title": "robosuite PickPlaceCan (Panda, OSC), sparse reward",
+            "label": "robosuite PickPlaceCan sparse"},
+}
+TASK = TASKS["armlift"]
+ENV = TASK["env"]
+OUT = Path(TASK["out"])
+
+
+def select_task(name: str, demos: int | None = None, bc_steps: int | None = None) -> None:
+    """Point the module-level ENV / OUT / TASK at one of TASKS (the CLI's --task)."""
+    global TASK, ENV, OUT
+    TASK = dict(TASKS[name], name=name)
+    if demos:
+        TASK["demos"] = demos
+    if bc_steps:
+        TASK["bc_steps"] = bc_steps
+    ENV, OUT = TASK["env"], Path(TASK["out"])
 
 
 def _setup(quick: bool):
@@ -39,11 +68,12 @@ def _setup(quick: bool):
     from robotrl.policies.base import shape_meta_from_store
 
     OUT.mkdir(parents=True, exist_ok=True)
-    demos = OUT / "armlift_demos10.hdf5"
+    n_demos = TASK["demos"]
+    demos = OUT / (f"armlift_demos{n_demos}.hdf5" if ENV["id"] == "robotrl/ArmLift-v0" else f"demos{n_demos}.hdf5")
     if not demos.exists():
-        collect_demos(ENV, 10, demos, seed=0, progress=False)
+        collect_demos(ENV, n_demos, demos, seed=0, progress=False)
     store = load_dataset(demos)
-    base_dir = OUT / "base_policy"
+    base_dir = OUT / ("base_policy" if TASK.get("name", "armlift") == "armlift" else f"base_d{n_demos}_s{TASK['bc_steps']}")
     if not (base_dir / "model.safetensors").exists():
         torch.manual_seed(0)
         pol = make_policy({"type": "bc", "n_obs_steps": 2, "horizon": 16, "n_action_steps": 8},
@@ -53,7 +83,7 @@ def _setup(quick: bool):
                                   obs_steps=2)
         opt = torch.optim.AdamW(pol.parameters(), 1e-3)
         gen = np.random.default_rng(0)
-        for _ in range(300):
+        for _ in range(TASK["bc_steps"]):
             loss, _ = pol.loss(sampler.sample(128, gen))
             opt.zero_grad()
             loss.backward()
@@ -112,7 +142,7 @@ def run_rlpd_part(quick: bool, steps: int) -> dict:
     return res
 
 
-def plot(res: dict, rl: dict, path: Path) -> None:
+def plot(res: dict, rl: dict, path: Path, title: str = "ArmLift-v0, sparse reward, 10 demos") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +155,7 @@ def plot(res: dict, rl: dict, path: Path) -> None:
             label="RLPD from scratch (same demos)")
     ax.axhline(res["base_success_50"], color="gray", ls="--", label="BC base")
     ax.set(xlabel="environment steps", ylabel="success rate (20 seeded episodes)", ylim=(-0.02, 1.02),
-           title="ArmLift-v0, sparse reward, 10 demos")
+           title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -139,10 +169,23 @@ def main() -> None:
     ap.add_argument("--part", choices=("residual", "rlpd", "all"), default="all")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--allow-partial", action="store_true", help="merge with a cut-short RLPD run")
+    ap.add_argument("--task", choices=tuple(TASKS), default="armlift")
+    ap.add_argument("--demos", type=int, default=None, help="number of scripted demos (default: per task)")
+    ap.add_argument("--bc-steps", type=int, default=None, help="BC base gradient steps (default: per task)")
+    ap.add_argument("--base-only", action="store_true", help="make and evaluate the BC base, then stop")
     ap.set_defaults(part="all")
     a = ap.parse_args()
     torch.set_num_threads(1)
     steps = a.steps or (1000 if a.quick else 4000)
+    select_task(a.task, a.demos, a.bc_steps)
+    if a.base_only:
+        from robotrl.envs import make_env
+        from robotrl.residual.trainer import evaluate_policy_seeded
+
+        _, base, base_dir = _setup(a.quick)
+        m = evaluate_policy_seeded(base, lambda: make_env(ENV), 50, seed=EVAL_SEED)
+        print(f"[bench.residual] {a.task}: BC base {base_dir} success {m['success_rate']:.2f} over 50 episodes")
+        return
     if a.part in ("residual", "all") and not a.allow_partial:
         run_residual_part(a.quick, steps)
     if a.part in ("rlpd", "all") and not a.allow_partial:
@@ -167,26 +210,26 @@ def main() -> None:
     res = json.loads(pr.read_text())
     from bench.common import RESULTS_DIR
 
-    plot(res, rl, RESULTS_DIR / "residual_curve.png")
+    plot(res, rl, RESULTS_DIR / TASK["plot"], TASK["title"])
     n = res["steps"]
     rows = [
-        row(f"ArmLift-v0 sparse, 10 demos, weak BC base {res['base_success_50']:.2f}: success after {n} env steps",
+        row(f"{TASK['label']}, {TASK['demos']} demos, weak BC base {res['base_success_50']:.2f}: success after {n} env steps",
             "success_rate", res["final_success_50"], peer="RLPD (robotrl.rl.rlpd), same demos/steps/UTD 2",
             peer_value=rl["final_success_20"], goal=">= 0.9 within 100k env steps", peer_env_steps=rl.get("steps"),
             met=bool(res["final_success_50"] >= 0.9), seeds=1, episodes=50, peer_episodes=20,
             base_success_rate=res["base_success_50"], env_steps=n),
-        row("residual TD3 training loop, ArmLift (UTD 2, 10x256x256 critic ensemble, batch 256)", "env_steps/s",
+        row(f"residual TD3 training loop, {TASK['label']} (UTD 2, 10x256x256 critic ensemble, batch 256)", "env_steps/s",
             res["env_steps_per_s"], peer="RLPD loop (same UTD)", peer_value=rl["env_steps_per_s"]),
         row("residual TD3 gradient updates", "updates/s", res["updates_per_s"], peer="RLPD (SAC, 10 critics)",
             peer_value=rl["updates_per_s"]),
     ]
     notes = [f"residual curve: {res['curve']}", f"RLPD curve (mean return = success rate, sparse): {rl['curve']}",
              "2 shared CPU cores (load ~5-9 from other jobs); UTD 2 instead of the note's 4 and 2x256 networks "
-             "instead of 2x1024 to fit the CPU budget; robosuite Lift not run.", "plot: bench/results/residual_curve.png"]
+             "instead of 2x1024 to fit the CPU budget.", f"plot: bench/results/{TASK['plot']}"]
     if cut:
         notes.append(cut)
-    cmd = "python -m bench.residual" + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
-    write_result("residual", cmd, rows, a.quick, notes=notes, regenerate=False)
+    cmd = "python -m bench.residual" + (f" --task {a.task}" if a.task != "armlift" else "") + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
+    write_result(TASK["result"], cmd, rows, a.quick, notes=notes, regenerate=False)
     print(json.dumps(rows, indent=1))
 
 

@@ -5,7 +5,8 @@ the env's action space) and reads ``obs["state"]`` only. ``noise`` is the std of
 added to every action (clipped); ``suboptimal=True`` is a worse but partly successful mode
 (documented in each task's module) for mixed-quality datasets.
 
-Ids starting with ``metaworld/`` are served by ``robotrl.envs.experts.metaworld`` (imported
+``robosuite/Lift`` and ``robosuite/PickPlaceCan`` have waypoint experts written here
+(:mod:`robotrl.envs.experts.robosuite`). Ids starting with ``metaworld/`` are served by ``robotrl.envs.experts.metaworld`` (imported
 lazily; its ``make_metaworld_expert(env_id, noise, suboptimal, seed)`` builds the expert).
 """
 
@@ -21,6 +22,8 @@ BUNDLED_EXPERTS: dict[str, str] = {
     "robotrl/PushT-v0": "robotrl.envs.experts.push_t:PushTExpert",
     "robotrl/TwoPaths-v0": "robotrl.envs.experts.two_paths:TwoPathsExpert",
     "robotrl/ArmLift-v0": "robotrl.envs.experts.arm_lift:ArmLiftExpert",
+    "robosuite/Lift": "robotrl.envs.experts.robosuite:LiftExpert",
+    "robosuite/PickPlaceCan": "robotrl.envs.experts.robosuite:PickPlaceCanExpert",
 }
 
 

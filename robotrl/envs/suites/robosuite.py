@@ -5,8 +5,9 @@
 * ``state`` = ``robot0_proprio-state`` ++ ``object-state``; ``proprio`` = ``robot0_proprio-state``.
 * ``image=True`` adds ``"agentview_image"`` (flipped upright; robosuite renders OpenGL-style
   bottom-up), without shadows/reflections for speed (``kwargs.fast_render=False`` keeps them). Offscreen rendering needs ``MUJOCO_GL=egl`` (set here when unset).
-* ``info["is_success"]`` = ``env._check_success()``. Episodes truncate at the horizon; they never
-  terminate. ``reward_type="dense"`` turns on robosuite's reward shaping (default sparse).
+* ``info["is_success"]`` = ``env._check_success()``. Episodes truncate at the horizon; they
+  terminate only with ``kwargs.terminate_on_success=True`` (on the first success frame, as the
+  bundled tasks do; used by the residual-RL benchmark). ``reward_type="dense"`` turns on robosuite's reward shaping (default sparse).
 * Seeding: robosuite places objects with the global ``np.random``; ``reset(seed=...)`` seeds a
   private RNG that draws a seed for each placement, and the global state is restored afterwards.
 
@@ -43,6 +44,7 @@ class RobosuiteEnv(gym.Env):
         camera_name: str = "agentview",
         render_size: int = 256,
         fast_render: bool = True,
+        terminate_on_success: bool = False,
         **kwargs: Any,
     ):
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -53,6 +55,7 @@ class RobosuiteEnv(gym.Env):
             raise ValueError(f"robosuite envs support render_mode None or 'rgb_array', got {render_mode!r}")
         self.task = task
         self.render_mode = render_mode
+        self.terminate_on_success = bool(terminate_on_success)
         self._image = bool(image)
         self._image_size = int(image_size)
         self._camera = camera_name
@@ -141,8 +144,9 @@ class RobosuiteEnv(gym.Env):
         raw, reward, done, info = self._env.step(a)
         self._last_raw = raw
         info = dict(info)
-        info["is_success"] = bool(self._env._check_success())
-        return self._obs(raw), float(reward), False, bool(done), info
+        info["is_success"] = success = bool(self._env._check_success())
+        terminated = success and self.terminate_on_success
+        return self._obs(raw), float(reward), terminated, bool(done) and not terminated, info
 
     def render(self):
         if self.render_mode != "rgb_array":
