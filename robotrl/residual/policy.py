@@ -59,6 +59,10 @@ class ResidualConfig(PolicyConfig):
     hidden_dims: tuple[int, ...] = (256, 256)
     layer_norm: bool = True
     action_scale: float = 0.2
+    #: the z-scored state is clipped to +-state_clip: online states leave the demonstrations' range
+    #: (a tipped cube's quaternion, a joint the demos barely moved) and would otherwise reach
+    #: hundreds of standard deviations (seen on robosuite Lift); 0 turns clipping off
+    state_clip: float = 10.0
     #: camera keys the residual actor and critic also see (newest frame, one shared ConvEncoder each)
     image_keys: tuple[str, ...] = ()
     encoder_channels: int = 32
@@ -140,8 +144,13 @@ class ResidualPolicy(Policy):
                   state_mean: np.ndarray | None = None, state_std: np.ndarray | None = None,
                   hidden_dims: tuple[int, ...] = (256, 256), layer_norm: bool = True,
                   action_scale: float = 0.2, image_shapes: Mapping[str, Any] | None = None,
+                  state_std_min: float = 1e-2, state_clip: float = 10.0,
                   **image_options: Any) -> "ResidualPolicy":
         """Wrap ``base``; ``action_low/high`` (env bounds) are used when the base does not normalise min-max.
+
+        The residual's own state normaliser is a z-score with ``state_mean`` / ``state_std`` (the
+        demonstrations'), each std floored at ``state_std_min`` (state units) and the result clipped
+        to ``+-state_clip``: dimensions the demos hardly vary would otherwise blow up online.
 
         ``image_shapes`` (``{"image": (84, 84, 3)}``) gives the residual actor and critic camera inputs
         (``image_options``: ``encoder_channels``, ``encoder_feature_dim``, ``shift_pad``).
@@ -178,11 +187,12 @@ class ResidualPolicy(Policy):
         sd = int(shape_meta["obs"][STATE_KEY][0])
         mean = np.zeros(sd) if state_mean is None else np.asarray(state_mean, np.float64)
         std = np.ones(sd) if state_std is None else np.asarray(state_std, np.float64)
-        norm.set_stats("res/state", torch.as_tensor(mean).float(), 1.0 / torch.as_tensor(std).float().clamp_min(1e-3),
+        norm.set_stats("res/state", torch.as_tensor(mean).float(), 1.0 / torch.as_tensor(std).float().clamp_min(float(state_std_min)),
                        "zscore")
         cfg = ResidualConfig(n_obs_steps=bc.n_obs_steps, horizon=bc.n_obs_steps, n_action_steps=1, obs_keys=obs_keys,
                              base=meta, state_dim=sd, hidden_dims=tuple(hidden_dims), layer_norm=layer_norm,
-                             action_scale=action_scale, image_keys=tuple(image_shapes), **image_options)
+                             action_scale=action_scale, state_clip=float(state_clip), image_keys=tuple(image_shapes),
+                             **image_options)
         return cls(cfg, shape_meta, norm, base=base)
 
     # ------------------------------------------------------------------ pieces used by the RL loop
@@ -193,7 +203,9 @@ class ResidualPolicy(Policy):
         return self.normalizer.unnormalize("action", a.clamp(-1.0, 1.0))
 
     def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
-        return self.normalizer.normalize("res/state", state.float())
+        z = self.normalizer.normalize("res/state", state.float())
+        c = self.config.state_clip
+        return z.clamp(-c, c) if c > 0 else z
 
     def features(self, obs: torch.Tensor | Mapping[str, torch.Tensor], augment: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:

@@ -112,3 +112,20 @@ def test_run_residual_refuses_mismatched_env(base2):
     rp = ResidualPolicy.from_base(base, hidden_dims=(32, 32))
     with pytest.raises(ActionSpaceMismatchError):
         run_residual(rp, lambda: PointReach(dim=2), store, ResidualTrainConfig(total_env_steps=10, progress=False))
+
+
+def test_state_normaliser_floors_std_and_clips(base2, tmp_path):
+    """Dimensions the demos hardly vary must not blow up online (a tipped cube's quaternion)."""
+    _, base = base2
+    mean, std = np.array([0.0, 1.0]), np.array([1e-5, 0.5])
+    rp = ResidualPolicy.from_base(base, hidden_dims=(32, 32), state_mean=mean, state_std=std,
+                                  state_std_min=0.01, state_clip=10.0)
+    z = rp.normalize_state(torch.tensor([[0.05, 2.0], [-1.0, 1.0], [0.0, 50.0]]))
+    # dim 0: std floored to 0.01 -> 0.05 / 0.01 = 5; -1.0 / 0.01 = -100 -> clipped to -10
+    torch.testing.assert_close(z, torch.tensor([[5.0, 2.0], [-10.0, 0.0], [0.0, 10.0]]))
+    rp.save_pretrained(tmp_path / "rp")
+    again = load_policy(tmp_path / "rp")
+    assert again.config.state_clip == 10.0
+    torch.testing.assert_close(again.normalize_state(torch.tensor([[-1.0, 50.0]])), torch.tensor([[-10.0, 10.0]]))
+    off = ResidualPolicy.from_base(base, hidden_dims=(32, 32), state_mean=mean, state_std=std, state_clip=0.0)
+    assert off.normalize_state(torch.tensor([[-1.0, 1.0]]))[0, 0].item() == pytest.approx(-100.0)
