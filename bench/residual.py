@@ -38,12 +38,16 @@ TASKS = {
     "lift": {"env": {"id": "robosuite/Lift", "max_episode_steps": 100, "kwargs": {"terminate_on_success": True}},
              "demos": 8, "bc_steps": 300, "out": "runs/bench_residual_lift", "result": "residual_lift",
              "plot": "residual_curve_lift.png", "title": "robosuite Lift (Panda, OSC), sparse reward",
-             "label": "robosuite Lift sparse"},
+             "label": "robosuite Lift sparse",
+             # rotation dims stay the base's (see ResidualConfig.residual_dims); the paper's small actor lr
+             "policy": {"residual_dims": (0, 1, 2, 6)}, "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4},
+             "warmup_updates": 1000, "eval_every": 4000},
     "can": {"env": {"id": "robosuite/PickPlaceCan", "max_episode_steps": 250,
                     "kwargs": {"terminate_on_success": True}},
             "demos": 10, "bc_steps": 500, "out": "runs/bench_residual_can", "result": "residual_can",
             "plot": "residual_curve_can.png", "title": "robosuite PickPlaceCan (Panda, OSC), sparse reward",
-            "label": "robosuite PickPlaceCan sparse"},
+            "label": "robosuite PickPlaceCan sparse",
+            "policy": {"residual_dims": (0, 1, 2, 6)}, "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4}},
 }
 TASK = TASKS["armlift"]
 ENV = TASK["env"]
@@ -102,9 +106,10 @@ def run_residual_part(quick: bool, steps: int) -> dict:
     env_fn = lambda: make_env(ENV)  # noqa: E731
     base_eval = evaluate_policy_seeded(base, env_fn, 50, seed=EVAL_SEED)
     st = store["obs/state"]
-    pol = ResidualPolicy.from_base(base, state_mean=st.mean(0), state_std=st.std(0))
-    cfg = ResidualTrainConfig(total_env_steps=steps, warmup_env_steps=min(1000, steps // 4), warmup_updates=500,
-                              utd=2, eval_every=max(steps // 6, 500), eval_episodes=20, eval_seed=EVAL_SEED,
+    pol = ResidualPolicy.from_base(base, state_mean=st.mean(0), state_std=st.std(0), **TASK.get("policy", {}))
+    cfg = ResidualTrainConfig(total_env_steps=steps, warmup_env_steps=min(1000, steps // 4),
+                              warmup_updates=TASK.get("warmup_updates", 500),
+                              utd=2, eval_every=TASK.get("eval_every", max(steps // 6, 500)), eval_episodes=20, eval_seed=EVAL_SEED,
                               progress=False)
     partial = {"base_success_50": base_eval["success_rate"], "curve": [], "steps": steps, "partial": True}
 
@@ -113,7 +118,7 @@ def run_residual_part(quick: bool, steps: int) -> dict:
             partial["curve"].append({"env_steps": step, "success_rate": m["eval/success_rate"]})
             (OUT / "part_residual_partial.json").write_text(json.dumps(partial, indent=1))
 
-    out = run_residual(pol, env_fn, store, cfg, ResidualTD3Config(actor_lr=1e-4), run_dir=OUT / "residual_run", log=log)
+    out = run_residual(pol, env_fn, store, cfg, ResidualTD3Config(**TASK.get("td3", {"actor_lr": 1e-4})), run_dir=OUT / "residual_run", log=log)
     final = evaluate_policy_seeded(load_policy(out["checkpoint"]), env_fn, 50, seed=EVAL_SEED)
     res = {"base_success_50": base_eval["success_rate"], "final_success_50": final["success_rate"],
            "curve": out["curve"], "env_steps_per_s": out["env_steps_per_s"], "updates_per_s": out["updates_per_s"],

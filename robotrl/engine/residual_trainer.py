@@ -57,7 +57,7 @@ def train_residual(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     base = load_policy(policy_dir).eval()
     pc = dict(algo.get("policy") or {})
     known = {"hidden_dims", "layer_norm", "action_scale", "image_keys", "encoder_channels", "encoder_feature_dim",
-             "shift_pad", "state_std_min", "state_clip"}
+             "shift_pad", "state_std_min", "state_clip", "residual_dims"}
     unknown = sorted(set(pc) - known)
     if unknown:
         raise ValueError(f"algo.policy: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -81,7 +81,8 @@ def train_residual(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                                       layer_norm=bool(pc.get("layer_norm", True)),
                                       action_scale=float(pc.get("action_scale", 0.2)), image_shapes=image_shapes,
                                       **{k: pc[k] for k in ("encoder_channels", "encoder_feature_dim", "shift_pad",
-                                                            "state_std_min", "state_clip") if k in pc})
+                                                            "state_std_min", "state_clip", "residual_dims")
+                                         if k in pc})
     tcfg = config_from_dict(ResidualTrainConfig, {"seed": int(c.get("seed", 0)), "progress": bool(c.get("progress", True)),
                                                   **(algo.get("train") or {})}, where="algo.train")
     acfg = config_from_dict(ResidualTD3Config, algo.get("td3"), where="algo.td3")

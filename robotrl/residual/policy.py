@@ -63,6 +63,11 @@ class ResidualConfig(PolicyConfig):
     #: (a tipped cube's quaternion, a joint the demos barely moved) and would otherwise reach
     #: hundreds of standard deviations (seen on robosuite Lift); 0 turns clipping off
     state_clip: float = 10.0
+    #: action dimensions the residual may correct (empty: all); the others are the base's exactly,
+    #: exploration noise included. E.g. ``(0, 1, 2, 6)`` on robosuite's OSC_POSE (dx, dy, dz, gripper):
+    #: a small constant bias on the delta-rotation dims integrates into a large gripper tilt that the
+    #: base never saw, and the critic cannot judge it from data where rotation is always 0
+    residual_dims: tuple[int, ...] = ()
     #: camera keys the residual actor and critic also see (newest frame, one shared ConvEncoder each)
     image_keys: tuple[str, ...] = ()
     encoder_channels: int = 32
@@ -73,6 +78,7 @@ class ResidualConfig(PolicyConfig):
         super().__post_init__()
         self.hidden_dims = tuple(self.hidden_dims)
         self.image_keys = tuple(self.image_keys)
+        self.residual_dims = tuple(int(d) for d in self.residual_dims)
         bad = [k for k in self.image_keys if not is_image_key(k) or k not in self.obs_keys]
         if bad:
             raise ValueError(f"ResidualConfig.image_keys {bad}: must be image keys (ending in 'image') among "
@@ -99,8 +105,11 @@ class ResidualActor(nn.Module):
         nn.init.zeros_(last.bias)
         self.scale = float(scale)
 
+        #: 1 on the action dims the residual may correct, 0 elsewhere (not saved: rebuilt from the config)
+        self.register_buffer("mask", torch.ones(act_dim), persistent=False)
+
     def forward(self, state: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
-        return self.scale * torch.tanh(self.net(torch.cat([state, base_action], -1)))
+        return self.scale * torch.tanh(self.net(torch.cat([state, base_action], -1))) * self.mask
 
 
 class ResidualPolicy(Policy):
@@ -131,6 +140,12 @@ class ResidualPolicy(Policy):
         self.feature_dim = self.state_dim + config.encoder_feature_dim * len(config.image_keys)
         self.actor = ResidualActor(self.feature_dim, self.action_dim, config.hidden_dims, config.layer_norm,
                                    config.action_scale)
+        if config.residual_dims:
+            bad = [d for d in config.residual_dims if not 0 <= d < self.action_dim]
+            if bad:
+                raise ValueError(f"ResidualConfig.residual_dims {bad} out of range for a {self.action_dim}-D action")
+            self.actor.mask.zero_()
+            self.actor.mask[list(config.residual_dims)] = 1.0
         self._chunk: torch.Tensor | None = None   # [B, Ta, A] normalised base chunk
         self._chunk_env: torch.Tensor | None = None  # the same in env units (exact base actions)
         self._phase: torch.Tensor | None = None   # [B] next index into the chunk
@@ -145,7 +160,7 @@ class ResidualPolicy(Policy):
                   hidden_dims: tuple[int, ...] = (256, 256), layer_norm: bool = True,
                   action_scale: float = 0.2, image_shapes: Mapping[str, Any] | None = None,
                   state_std_min: float = 1e-2, state_clip: float = 10.0,
-                  **image_options: Any) -> "ResidualPolicy":
+                  residual_dims: tuple[int, ...] = (), **image_options: Any) -> "ResidualPolicy":
         """Wrap ``base``; ``action_low/high`` (env bounds) are used when the base does not normalise min-max.
 
         The residual's own state normaliser is a z-score with ``state_mean`` / ``state_std`` (the
@@ -191,7 +206,8 @@ class ResidualPolicy(Policy):
                        "zscore")
         cfg = ResidualConfig(n_obs_steps=bc.n_obs_steps, horizon=bc.n_obs_steps, n_action_steps=1, obs_keys=obs_keys,
                              base=meta, state_dim=sd, hidden_dims=tuple(hidden_dims), layer_norm=layer_norm,
-                             action_scale=action_scale, state_clip=float(state_clip), image_keys=tuple(image_shapes),
+                             action_scale=action_scale, state_clip=float(state_clip), residual_dims=tuple(residual_dims),
+                             image_keys=tuple(image_shapes),
                              **image_options)
         return cls(cfg, shape_meta, norm, base=base)
 
@@ -226,10 +242,9 @@ class ResidualPolicy(Policy):
         """Correction ``[B, A]`` for the newest raw observation (see :meth:`features`) and normalised base actions."""
         return (actor or self.actor)(self.features(obs), base_action)
 
-    @staticmethod
-    def combine(base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """Executed normalised action: ``clamp(base + residual, -1, 1)``."""
-        return (base_action + residual).clamp(-1.0, 1.0)
+    def combine(self, base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """Executed normalised action: ``clamp(base + residual, -1, 1)`` (residual masked to ``residual_dims``)."""
+        return (base_action + residual * self.actor.mask).clamp(-1.0, 1.0)
 
     def _refresh_rows(self, obs: Mapping[str, Any], B: int) -> torch.Tensor:
         cfg = self.config

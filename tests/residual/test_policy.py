@@ -129,3 +129,25 @@ def test_state_normaliser_floors_std_and_clips(base2, tmp_path):
     torch.testing.assert_close(again.normalize_state(torch.tensor([[-1.0, 50.0]])), torch.tensor([[-10.0, 10.0]]))
     off = ResidualPolicy.from_base(base, hidden_dims=(32, 32), state_mean=mean, state_std=std, state_clip=0.0)
     assert off.normalize_state(torch.tensor([[-1.0, 1.0]]))[0, 0].item() == pytest.approx(-100.0)
+
+
+def test_residual_dims_leave_other_action_dims_to_the_base(tmp_path):
+    from helpers import train_weak_bc
+    from point_env import collect
+
+    base = train_weak_bc(collect(4, dim=2, seed=0), steps=5)  # a 2-D action
+    rp = ResidualPolicy.from_base(base, hidden_dims=(32, 32), residual_dims=(1,))
+    torch.nn.init.normal_(rp.actor.net[-1].weight)  # a trained-looking, non-zero residual
+    s, b = torch.randn(5, rp.feature_dim), torch.zeros(5, rp.action_dim)
+    res = rp.actor(s, b)
+    assert torch.all(res[:, 0] == 0) and torch.any(res[:, 1] != 0)
+    # exploration / target noise added outside the actor is masked too
+    noisy = rp.combine(b, res + 0.3)
+    assert torch.all(noisy[:, 0] == 0)
+    torch.testing.assert_close(noisy[:, 1], (res[:, 1] + 0.3).clamp(-1, 1))
+    rp.save_pretrained(tmp_path / "rp")
+    again = load_policy(tmp_path / "rp")
+    assert again.config.residual_dims == (1,)
+    torch.testing.assert_close(again.actor.mask, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"residual_dims \[5\] out of range for a 2-D action"):
+        ResidualPolicy.from_base(base, hidden_dims=(32, 32), residual_dims=(5,))
