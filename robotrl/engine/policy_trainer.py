@@ -196,7 +196,8 @@ def train_policy(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
                 loss.backward()
                 clip = over.get("grad_clip", tr.get("grad_clip"))
                 if clip:
-                    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, float(clip)))
+                    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
+                        [q for g in opt.param_groups for q in g["params"]], float(clip)))
                 opt.step()
                 sched.step()
                 if ema is not None:

@@ -208,8 +208,28 @@ class DiffusionTransformer(nn.Module):
             self.register_buffer("context_mask", t >= s - 1, persistent=False)
         else:
             self.self_mask = self.context_mask = None
+        # GPT-style initialisation as in Chi et al.'s TransformerForDiffusion: every Linear ~ N(0, 0.02)
+        # with zero bias, LayerNorm = identity, learned position embeddings ~ N(0, 0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.cond_pos_emb, std=0.02)
+
+    def no_decay_parameter_names(self) -> set[str]:
+        """Biases, LayerNorm weights and position embeddings: kept out of weight decay (as the reference)."""
+        names = {"pos_emb", "cond_pos_emb"}
+        for mn, m in self.named_modules():
+            for pn, _ in m.named_parameters(recurse=False):
+                full = f"{mn}.{pn}" if mn else pn
+                if pn == "bias" or isinstance(m, nn.LayerNorm):
+                    names.add(full)
+        return names
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor, return_features: bool = False):
         b, t, _ = sample.shape

@@ -190,3 +190,28 @@ def test_config_files_build_and_bad_keys_fail():
         make_policy({"type": "diffusion", "num_inference_steps": 500}, SHAPE)
     with pytest.raises(ValueError, match="sampler"):
         make_policy({"type": "diffusion", "sampler": "euler"}, SHAPE)
+
+
+def test_transformer_init_and_optimiser_groups_follow_the_reference():
+    """GPT-style init (Linear ~ N(0, 0.02), zero bias) and no weight decay on biases / LayerNorm / pos-embs."""
+    p = _policy(**TINY_TF, warmup_steps=1000)
+    tf = p.denoiser
+    lin = [m for m in tf.modules() if isinstance(m, torch.nn.Linear)]
+    w = torch.cat([m.weight.flatten() for m in lin])
+    assert abs(w.std().item() - 0.02) < 0.002
+    assert all(m.bias is None or torch.all(m.bias == 0) for m in lin)
+    groups, over = p.optim_groups("train")
+    assert over["warmup_steps"] == 1000 and over["weight_decay"] == p.config.weight_decay
+    decay, no_decay = groups
+    assert no_decay["weight_decay"] == 0.0 and "weight_decay" not in decay
+    ids = lambda ps: {id(q) for q in ps}  # noqa: E731
+    assert ids(decay["params"]).isdisjoint(ids(no_decay["params"]))
+    assert ids(decay["params"]) | ids(no_decay["params"]) == ids(q for q in p.parameters() if q.requires_grad)
+    assert id(tf.pos_emb) in ids(no_decay["params"]) and id(tf.ln_f.weight) in ids(no_decay["params"])
+    assert id(tf.head.bias) in ids(no_decay["params"]) and id(tf.head.weight) in ids(decay["params"])
+    # the trainer builds AdamW from these groups
+    opt = torch.optim.AdamW(groups, lr=over["lr"], weight_decay=over["weight_decay"])
+    assert [g["weight_decay"] for g in opt.param_groups] == [p.config.weight_decay, 0.0]
+    # the UNet keeps one group and the trainer's warm-up
+    params, over_u = _policy(**TINY_UNET).optim_groups("train")
+    assert isinstance(params, list) and "warmup_steps" not in over_u

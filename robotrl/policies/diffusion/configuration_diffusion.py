@@ -49,6 +49,8 @@ class DiffusionConfig(PolicyConfig):
     lr: float = 1e-4
     weight_decay: float = 1e-6
     betas: tuple[float, float] = (0.95, 0.999)
+    #: lr warm-up steps (None: the trainer's ``train.warmup_steps``); the reference's transformer uses 1000
+    warmup_steps: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -111,8 +111,17 @@ class DiffusionPolicy(Policy):
     # ------------------------------------------------------------------ training hooks
     def optim_groups(self, stage: str) -> tuple[list[torch.nn.Parameter], dict[str, Any]]:
         cfg: DiffusionConfig = self.config
-        params = [p for p in self.parameters() if p.requires_grad]
-        return params, {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "betas": tuple(cfg.betas)}
+        over: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "betas": tuple(cfg.betas)}
+        if cfg.warmup_steps is not None:
+            over["warmup_steps"] = int(cfg.warmup_steps)
+        no_decay_fn = getattr(self.denoiser, "no_decay_parameter_names", None)
+        if no_decay_fn is None:
+            return [p for p in self.parameters() if p.requires_grad], over
+        skip = {f"denoiser.{n}" for n in no_decay_fn()}
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if n not in skip]
+        no_decay = [p for n, p in named if n in skip]
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], over
 
     @property
     def feature_dim(self) -> int:
