@@ -22,6 +22,9 @@ BUNDLED_EXPERTS: dict[str, str] = {
     "robotrl/PushT-v0": "robotrl.envs.experts.push_t:PushTExpert",
     "robotrl/TwoPaths-v0": "robotrl.envs.experts.two_paths:TwoPathsExpert",
     "robotrl/ArmLift-v0": "robotrl.envs.experts.arm_lift:ArmLiftExpert",
+}
+# experts for optional suites' tasks (written here; the suite itself ships none)
+SUITE_EXPERTS: dict[str, str] = {
     "robosuite/Lift": "robotrl.envs.experts.robosuite:LiftExpert",
     "robosuite/PickPlaceCan": "robotrl.envs.experts.robosuite:PickPlaceCanExpert",
 }
@@ -36,15 +39,15 @@ def make_expert(
     if env_id.startswith("metaworld/"):
         mw = importlib.import_module("robotrl.envs.experts.metaworld")
         return mw.make_metaworld_expert(env_id, noise, suboptimal, seed)
-    target = BUNDLED_EXPERTS.get(env_id)
+    target = BUNDLED_EXPERTS.get(env_id) or SUITE_EXPERTS.get(env_id)
     if target is None:
         raise ValueError(
             f"no scripted expert for env id {env_id!r}; available: "
-            f"{sorted(BUNDLED_EXPERTS)} and 'metaworld/<task>' ids"
+            f"{sorted(BUNDLED_EXPERTS) + sorted(SUITE_EXPERTS)} and 'metaworld/<task>' ids"
         )
     module_name, cls_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls(noise=noise, suboptimal=suboptimal, seed=seed)
 
 
-__all__ = ["BUNDLED_EXPERTS", "ScriptedExpert", "make_expert"]
+__all__ = ["BUNDLED_EXPERTS", "SUITE_EXPERTS", "ScriptedExpert", "make_expert"]

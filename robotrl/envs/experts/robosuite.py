@@ -13,8 +13,9 @@ written here: waypoint controllers over the OSC_POSE action (delta position in `
   the can's bin quadrant, lower to 0.97 and open. 40/40 seeded episodes, 107-163 steps.
 
 ``suboptimal=True`` makes a clumsier demonstrator for mixed-quality data: the grasp point is
-offset by up to 1.5 cm in x/y (drawn once per episode) and the gripper closes for only 4 steps,
-so some grasps slip.
+offset by up to 1.5 cm in x/y (drawn once per episode) and the gripper closes for only 4 steps.
+It is only slightly worse on Lift (11/12 seeded episodes succeed); use ``noise`` for clearly
+worse data.
 """
 
 from __future__ import annotations
