@@ -58,6 +58,28 @@ class _WaypointExpert(ScriptedExpert):
         a[6] = grip
         return a
 
+    def _grasp(self, eef: np.ndarray, obj: np.ndarray, hover: float, reach_tol: float) -> np.ndarray | None:
+        """Phases 0-2 shared by both tasks: hover ``hover`` m above ``obj`` (open), descend (at most
+        25 steps), close for ``close_steps``. Returns the action, or None once the grasp is done
+        (phase 3; ``self.grasp_z`` is then the object's height when the gripper closed)."""
+        if self.phase == 0:
+            target = obj + [0.0, 0.0, hover]
+            err = target - eef
+            if np.linalg.norm(err[:2]) < 0.01 and abs(err[2]) < 0.02:
+                self.phase, self.t = 1, 0
+            return self._move(eef, target, -1.0)
+        if self.phase == 1:
+            self.t += 1
+            if np.linalg.norm(obj - eef) < reach_tol or self.t > 25:
+                self.phase, self.t = 2, 0
+            return self._move(eef, obj, -1.0)
+        if self.phase == 2:
+            self.t += 1
+            if self.t > self.close_steps:
+                self.phase, self.grasp_z = 3, float(obj[2])
+            return self._move(eef, obj, 1.0)
+        return None
+
 
 class LiftExpert(_WaypointExpert):
     """robosuite Lift: hover, descend, grasp, lift (see module docstring)."""
@@ -68,23 +90,10 @@ class LiftExpert(_WaypointExpert):
     def _act(self, state: np.ndarray) -> np.ndarray:
         self._check(state)
         eef, cube = state[_EEF], state[43:46] + self.offset
-        if self.phase == 0:  # hover above the cube, open
-            target = cube + [0.0, 0.0, 0.06]
-            err = target - eef
-            if np.linalg.norm(err[:2]) < 0.01 and abs(err[2]) < 0.02:
-                self.phase, self.t = 1, 0
-            return self._move(eef, target, -1.0)
-        if self.phase == 1:  # descend around it
-            self.t += 1
-            if np.linalg.norm(cube - eef) < 0.008 or self.t > 25:
-                self.phase, self.t = 2, 0
-            return self._move(eef, cube, -1.0)
-        if self.phase == 2:  # close
-            self.t += 1
-            if self.t > self.close_steps:
-                self.phase, self.z0 = 3, float(cube[2])
-            return self._move(eef, cube, 1.0)
-        return self._move(eef, np.array([eef[0], eef[1], self.z0 + 0.15]), 1.0)  # lift
+        a = self._grasp(eef, cube, hover=0.06, reach_tol=0.008)
+        if a is not None:
+            return a
+        return self._move(eef, np.array([eef[0], eef[1], self.grasp_z + 0.15]), 1.0)  # lift
 
 
 class PickPlaceCanExpert(_WaypointExpert):
@@ -97,22 +106,9 @@ class PickPlaceCanExpert(_WaypointExpert):
         self._check(state)
         eef, can = state[_EEF], state[50:53] + self.offset
         high = 1.05
-        if self.phase == 0:
-            target = can + [0.0, 0.0, 0.08]
-            err = target - eef
-            if np.linalg.norm(err[:2]) < 0.01 and abs(err[2]) < 0.02:
-                self.phase, self.t = 1, 0
-            return self._move(eef, target, -1.0)
-        if self.phase == 1:
-            self.t += 1
-            if np.linalg.norm(can - eef) < 0.01 or self.t > 25:
-                self.phase, self.t = 2, 0
-            return self._move(eef, can, -1.0)
-        if self.phase == 2:
-            self.t += 1
-            if self.t > self.close_steps:
-                self.phase = 3
-            return self._move(eef, can, 1.0)
+        a = self._grasp(eef, can, hover=0.08, reach_tol=0.01)
+        if a is not None:
+            return a
         if self.phase == 3:  # lift
             if eef[2] > high - 0.05:
                 self.phase = 4
