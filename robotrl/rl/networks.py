@@ -36,8 +36,11 @@ class VectorizedLinear(nn.Module):
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [E, B, in] (or [len(heads), B, in] with ``heads``: only those members are computed)."""
+        if heads is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[heads], x, self.weight[heads])
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -49,8 +52,9 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * w + b
 
 
 class EnsembleMLP(nn.Module):
@@ -71,8 +75,13 @@ class EnsembleMLP(nn.Module):
         self.net = nn.Sequential(*layers)
         self.ensemble_size = ensemble_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """``[E, B, in] -> [E, B, out]``; with ``heads`` (member indices) only those members run."""
+        if heads is None:
+            return self.net(x)
+        for layer in self.net:
+            x = layer(x, heads) if isinstance(layer, (VectorizedLinear, EnsembleLayerNorm)) else layer(x)
+        return x
 
 
 class EnsembleCritic(nn.Module):
@@ -84,11 +93,12 @@ class EnsembleCritic(nn.Module):
         self.num_critics = num_critics
         self.net = EnsembleMLP(obs_dim + act_dim, hidden_dims, 1, num_critics, activation, layer_norm)
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """``[E, B]``, or ``[len(heads), B]`` computing only the critics in ``heads`` (e.g. a target's random pair)."""
         x = torch.cat([obs, act], dim=-1)
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.num_critics, *x.shape)
-        return self.net(x).squeeze(-1)
+            x = x.unsqueeze(0).expand(self.num_critics if heads is None else len(heads), *x.shape)
+        return self.net(x, heads).squeeze(-1)
 
 
 class ValueNet(nn.Module):

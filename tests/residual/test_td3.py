@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from helpers import weak_base
@@ -42,6 +43,30 @@ def test_nstep_target_with_random_pair_min_matches_reference():
         boot = 0.0 if done else gamma ** k * min(float(q_next[heads[0], j]), float(q_next[heads[1], j]))
         assert abs(float(y[j]) - (ret + boot)) < 1e-5, (t, float(y[j]), ret + boot)
     assert len(set(idx.tolist())) > 3
+
+
+def test_target_bounds_clamp_the_target_and_stop_the_negative_fixed_point():
+    r = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    disc = torch.tensor([0.97, 0.0, 0.97, 0.97])
+    q_next = torch.tensor([[-0.3, 5.0, 0.5, 2.0], [-0.1, 5.0, 0.4, 0.9]])
+    heads = torch.tensor([0, 1])
+    y = nstep_td_target(r, disc, q_next, heads)
+    assert torch.allclose(y, torch.tensor([-0.291, 1.0, 0.388, 0.873]), atol=1e-6)
+    yb = nstep_td_target(r, disc, q_next, heads, (0.0, 1.0))
+    assert torch.allclose(yb, torch.tensor([0.0, 1.0, 0.388, 0.873]), atol=1e-6)
+    assert torch.allclose(nstep_td_target(r, disc, q_next * 3, heads, (None, 1.0)).max(), torch.tensor(1.0))
+    # no reward anywhere: the min over heads drifts the critic below 0 without the bound, stays >= 0 with it
+    E, B = 10, 512
+    for bounds, expect_negative in ((None, True), ((0.0, 1.0), False)):
+        torch.manual_seed(0)
+        q = torch.zeros(B)
+        for _ in range(300):
+            heads_q = q + 0.05 * torch.randn(E, B)  # an ensemble that disagrees a little
+            q = nstep_td_target(torch.zeros(B), torch.full((B,), 0.97), heads_q, random_pair(E, 2), bounds)
+        assert (float(q.mean()) < -0.2) == expect_negative, (bounds, float(q.mean()))
+    with pytest.raises(ValueError, match="target_bounds"):
+        ResidualTD3(ResidualPolicy.from_base(weak_base(n_demos=2, n_obs_steps=2)[1], hidden_dims=(8,)),
+                    ResidualTD3Config(target_bounds=(1.0, 0.0)))
 
 
 def test_random_pair_covers_all_heads():
