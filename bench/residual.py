@@ -35,19 +35,25 @@ TASKS = {
     "armlift": {"env": {"id": "robotrl/ArmLift-v0", "reward_type": "sparse"}, "demos": 10, "bc_steps": 300,
                 "out": "runs/bench_residual", "result": "residual", "plot": "residual_curve.png",
                 "title": "ArmLift-v0, sparse reward, 10 demos", "label": "ArmLift-v0 sparse"},
+    # 8 demos, BC fitted 2000 steps -> base 0.40; rotation dims stay the base's (ResidualConfig.residual_dims);
+    # the note's small actor lr, residual scale 0.1 and long warm-up (10k noisy-base env steps, then critic-only
+    # updates); TD targets clamped to [0, 1] (ResidualTD3Config.target_bounds: without it the random-pair min
+    # drives the sparse-reward critic below 0 on online states)
     "lift": {"env": {"id": "robosuite/Lift", "max_episode_steps": 100, "kwargs": {"terminate_on_success": True}},
-             "demos": 8, "bc_steps": 300, "out": "runs/bench_residual_lift", "result": "residual_lift",
+             "demos": 8, "bc_steps": 2000, "out": "runs/bench_residual_lift", "result": "residual_lift",
              "plot": "residual_curve_lift.png", "title": "robosuite Lift (Panda, OSC), sparse reward",
              "label": "robosuite Lift sparse",
-             # rotation dims stay the base's (see ResidualConfig.residual_dims); the paper's small actor lr
-             "policy": {"residual_dims": (0, 1, 2, 6)}, "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4},
-             "warmup_updates": 1000, "eval_every": 4000},
+             "policy": {"residual_dims": (0, 1, 2, 6), "action_scale": 0.1},
+             "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4, "target_bounds": (0.0, 1.0)},
+             "warmup_env_steps": 10000, "warmup_updates": 5000, "eval_every": 5000},
     "can": {"env": {"id": "robosuite/PickPlaceCan", "max_episode_steps": 250,
                     "kwargs": {"terminate_on_success": True}},
             "demos": 10, "bc_steps": 500, "out": "runs/bench_residual_can", "result": "residual_can",
             "plot": "residual_curve_can.png", "title": "robosuite PickPlaceCan (Panda, OSC), sparse reward",
             "label": "robosuite PickPlaceCan sparse",
-            "policy": {"residual_dims": (0, 1, 2, 6)}, "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4}},
+            "policy": {"residual_dims": (0, 1, 2, 6), "action_scale": 0.1},
+            "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4, "target_bounds": (0.0, 1.0)},
+            "warmup_env_steps": 10000, "warmup_updates": 5000, "eval_every": 5000},
 }
 TASK = TASKS["armlift"]
 ENV = TASK["env"]
@@ -107,7 +113,7 @@ def run_residual_part(quick: bool, steps: int) -> dict:
     base_eval = evaluate_policy_seeded(base, env_fn, 50, seed=EVAL_SEED)
     st = store["obs/state"]
     pol = ResidualPolicy.from_base(base, state_mean=st.mean(0), state_std=st.std(0), **TASK.get("policy", {}))
-    cfg = ResidualTrainConfig(total_env_steps=steps, warmup_env_steps=min(1000, steps // 4),
+    cfg = ResidualTrainConfig(total_env_steps=steps, warmup_env_steps=min(TASK.get("warmup_env_steps", 1000), steps // 4),
                               warmup_updates=TASK.get("warmup_updates", 500),
                               utd=2, eval_every=TASK.get("eval_every", max(steps // 6, 500)), eval_episodes=20, eval_seed=EVAL_SEED,
                               progress=False)
