@@ -153,6 +153,25 @@ def run_rlpd_part(quick: bool, steps: int) -> dict:
     return res
 
 
+def record_run(run_dir: Path) -> tuple[dict, str]:
+    """The residual part from a finished ``robotrl-train algo=residual`` run (its curve, final 50-episode
+    evaluation and loop speed) and the command that made it (from ``<run_dir>/hydra/overrides.yaml``)."""
+    import yaml
+
+    ev_path, curve_path = run_dir / "eval" / "metrics.json", run_dir / "residual_curve.json"
+    for f in (ev_path, curve_path):
+        if not f.exists():
+            raise SystemExit(f"--record-run {run_dir}: no {f.name} ({f}); is the run finished?")
+    ev, out = json.loads(ev_path.read_text()), json.loads(curve_path.read_text())
+    res = {"base_success_50": ev["base_success_rate"], "final_success_50": ev["success_rate"], "curve": out["curve"],
+           "env_steps_per_s": out["env_steps_per_s"], "updates_per_s": out["updates_per_s"], "updates": out["updates"],
+           "wall_seconds": out["wall_seconds"], "steps": out["env_steps"]}
+    ov = run_dir / "hydra" / "overrides.yaml"
+    cmd = "robotrl-train " + " ".join(f"'{o}'" if any(ch in o for ch in "[],") else o
+                                      for o in (yaml.safe_load(ov.read_text()) if ov.exists() else []))
+    return res, cmd
+
+
 def plot(res: dict, rl: dict, path: Path, title: str = "ArmLift-v0, sparse reward, 10 demos") -> None:
     import matplotlib
 
@@ -184,6 +203,8 @@ def main() -> None:
     ap.add_argument("--demos", type=int, default=None, help="number of scripted demos (default: per task)")
     ap.add_argument("--bc-steps", type=int, default=None, help="BC base gradient steps (default: per task)")
     ap.add_argument("--base-only", action="store_true", help="make and evaluate the BC base, then stop")
+    ap.add_argument("--record-run", type=Path, default=None, metavar="RUN_DIR",
+                    help="take the residual part from a finished robotrl-train algo=residual run (CLI) instead")
     ap.set_defaults(part="all")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -197,13 +218,19 @@ def main() -> None:
         m = evaluate_policy_seeded(base, lambda: make_env(ENV), 50, seed=EVAL_SEED)
         print(f"[bench.residual] {a.task}: BC base {base_dir} success {m['success_rate']:.2f} over 50 episodes")
         return
-    if a.part in ("residual", "all") and not a.allow_partial:
+    record_cmd = ""
+    if a.record_run is not None:
+        res_rec, record_cmd = record_run(a.record_run)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "part_residual.json").write_text(json.dumps(res_rec, indent=1))
+    elif a.part in ("residual", "all") and not a.allow_partial:
         run_residual_part(a.quick, steps)
-    if a.part in ("rlpd", "all") and not a.allow_partial:
+    if a.part in ("rlpd", "all") and not a.allow_partial and a.record_run is None:
         run_rlpd_part(a.quick, steps)
     pr, pl = OUT / "part_residual.json", OUT / "part_rlpd.json"
     cut = ""
-    if a.allow_partial and pr.exists() and not pl.exists() and (OUT / "rlpd_run" / "metrics.jsonl").exists():
+    if (a.allow_partial or a.record_run is not None) and pr.exists() and not pl.exists() \
+            and (OUT / "rlpd_run" / "metrics.jsonl").exists():
         from robotrl.engine.logger import read_metrics
 
         rows_m = read_metrics(OUT / "rlpd_run")
@@ -212,7 +239,7 @@ def main() -> None:
         last = max((int(r["step"]) for r in rows_m), default=0)
         rl = {"curve": curve, "final_success_20": curve[-1]["mean_return"] if curve else None,
               "env_steps_per_s": float("nan"), "updates_per_s": float("nan"), "steps": last}
-        cut = f"RLPD was stopped by the 20-minute run bound at env step ~{last} (its last evaluation is reported)."
+        cut = f"RLPD was stopped at env step ~{last} (its last evaluation is reported), not run to the residual's budget."
     elif not (pr.exists() and pl.exists()):
         print(f"[bench.residual] waiting for the other part ({pr.exists()=}, {pl.exists()=})")
         return
@@ -240,6 +267,8 @@ def main() -> None:
     if cut:
         notes.append(cut)
     cmd = "python -m bench.residual" + (f" --task {a.task}" if a.task != "armlift" else "") + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
+    if record_cmd:
+        cmd += f" --record-run {a.record_run}  (residual: {record_cmd})"
     write_result(TASK["result"], cmd, rows, a.quick, notes=notes, regenerate=False)
     print(json.dumps(rows, indent=1))
 

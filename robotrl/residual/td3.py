@@ -11,8 +11,10 @@ normalised action ``clamp(base + residual)``), ``"reward"``, ``"discount"`` (``g
 a termination), ``("next", "obs", "state")``, ``("next", "obs", "base_action")``.
 
 The critic ``Q([s, a_base], a)`` is an ensemble of ``num_critics`` LayerNorm MLP heads evaluated
-in one batched matmul (:class:`robotrl.rl.networks.EnsembleCritic`). Deviation from the method
-note, for a CPU budget: smaller networks (2x256) and larger actor learning rate (1e-4) by default.
+in one batched matmul (:class:`robotrl.rl.networks.EnsembleCritic`; the target critic computes only
+the drawn pair). Deviations from the method note: for a CPU budget, smaller networks (2x256) and a
+larger actor learning rate (1e-4) by default; and the optional ``target_bounds`` clamp of the TD
+target (off by default), which robosuite Lift needed (see :class:`ResidualTD3Config`).
 
 With image inputs (``ResidualConfig.image_keys``) the batch also holds ``("obs", <image key>)``
 and ``("next", "obs", <image key>)`` (uint8, newest frame); both are encoded by the policy's
