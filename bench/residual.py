@@ -48,7 +48,7 @@ TASKS = {
              "warmup_env_steps": 10000, "warmup_updates": 5000, "eval_every": 5000},
     "can": {"env": {"id": "robosuite/PickPlaceCan", "max_episode_steps": 250,
                     "kwargs": {"terminate_on_success": True}},
-            "demos": 10, "bc_steps": 500, "out": "runs/bench_residual_can", "result": "residual_can",
+            "demos": 10, "bc_steps": 2000, "out": "runs/bench_residual_can", "result": "residual_can",
             "plot": "residual_curve_can.png", "title": "robosuite PickPlaceCan (Panda, OSC), sparse reward",
             "label": "robosuite PickPlaceCan sparse",
             "policy": {"residual_dims": (0, 1, 2, 6), "action_scale": 0.2},
