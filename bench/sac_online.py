@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row(f"SAC {a.env_id}, return after {a.steps} env steps (mean of the last 2 evaluations)", "return",
                 last(mine), peer=f"d3rlpy {theirs['d3rlpy']} SAC" if theirs else None,
                 peer_value=last(theirs["curve"]) if theirs else None, goal=None, met=None)]
-    cmd = "python -m bench.sac_online" + ("" if argv is None else " " + " ".join(argv))
+    cmd = "python -m bench.sac_online " + " ".join(sys.argv[1:] if argv is None else argv)
     notes = [f"robotrl curve: {mine}", f"d3rlpy curve: {theirs['curve'] if theirs else 'not run'}",
              f"1 seed ({a.seed}), {a.episodes} deterministic evaluation episodes per point; plot: {plot.relative_to(BENCH_DIR.parent)}"]
     print(f"[bench] wrote {write_result(f'sac_online_{name}', cmd, rows, False, notes=notes)}")
