@@ -36,32 +36,19 @@ def main() -> None:
     import gymnasium as gym
     import numpy as np
     import torch
+    from d3rlpy_runner import evaluate  # same folder (the script's own directory is on sys.path)
 
     torch.set_num_threads(1)
     d3rlpy.seed(a.seed)
     env = gym.make(a.env_id, max_episode_steps=1000)
     env.reset(seed=a.seed)
-    eval_env = gym.make(a.env_id, max_episode_steps=1000)
     sac = d3rlpy.algos.SACConfig(batch_size=256).create(device="cpu:0")
     buf = d3rlpy.dataset.create_fifo_replay_buffer(limit=a.steps, env=env)
     curve: list[list[float]] = []
 
-    def evaluate(algo, step: int) -> float:
-        rets = []
-        for i in range(a.episodes):
-            obs, _ = eval_env.reset(seed=10_000 + step + i)
-            ret, done = 0.0, False
-            while not done:
-                act = algo.predict(np.asarray(obs, np.float32)[None])[0]
-                obs, r, term, trunc, _ = eval_env.step(act)
-                ret += float(r)
-                done = term or trunc
-            rets.append(ret)
-        return float(np.mean(rets))
-
     def callback(algo, epoch: int, total_step: int) -> None:
         if total_step % a.eval_every == 0:
-            curve.append([total_step, evaluate(algo, total_step)])
+            curve.append([total_step, float(np.mean(evaluate(algo, a.env_id, a.episodes, seed=10_000 + total_step)))])
             print(f"[d3rlpy sac] {a.env_id} step {total_step}: return {curve[-1][1]:.0f}", flush=True)
 
     t0 = time.time()
