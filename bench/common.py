@@ -124,3 +124,23 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:  # pragma: no cover
         return "?"
+
+
+def run_peer_script(python: str, script: str, args: list[str], *, cwd: str | None = None,
+                    timeout: float | None = None) -> dict:
+    """Run ``bench/<script>`` with a peer library's own venv python; return the last JSON line it prints.
+
+    One thread (OMP/MKL), and no ``PYTHONPATH`` so the peer venv cannot see robotrl. A failure raises
+    with the command and the tail of its stderr.
+    """
+    import subprocess
+
+    cmd = [os.path.abspath(python), str(BENCH_DIR / script), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{script} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+                           f"{proc.stderr[-3000:]}\n{proc.stdout[-1000:]}")
+    return json.loads(lines[-1])

@@ -22,15 +22,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The run's options; ``bench/sac_online.py`` takes the same ones (``parents=[parser(False)]``)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
     p.add_argument("--env-id", default="Hopper-v5")
     p.add_argument("--steps", type=int, default=30000)
     p.add_argument("--start-steps", type=int, default=5000)
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
+    return p
+
+
+def main() -> None:
+    a = parser().parse_args()
 
     import d3rlpy
     import gymnasium as gym
@@ -42,6 +47,7 @@ def main() -> None:
     d3rlpy.seed(a.seed)
     env = gym.make(a.env_id, max_episode_steps=1000)
     env.reset(seed=a.seed)
+    env.action_space.seed(a.seed)  # d3rlpy's random warm-up steps sample from it
     sac = d3rlpy.algos.SACConfig(batch_size=256).create(device="cpu:0")
     buf = d3rlpy.dataset.create_fifo_replay_buffer(limit=a.steps, env=env)
     curve: list[list[float]] = []

@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import BENCH_DIR, row, write_result  # noqa: E402
+from bench.common import row, run_peer_script, write_result  # noqa: E402
 
 BODY = {"Hopper-v5": "hopper", "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}
 
@@ -89,22 +89,13 @@ DEFAULT_D3RLPY = Path(__file__).resolve().parent.parent / ".venv-d3rlpy" / "bin"
 def run_d3rlpy(python: str, algo: str, env_id: str, path: str, steps: int, seed: int, episodes: int,
                timeout: float | None = None) -> dict:
     """Train and evaluate d3rlpy's ``algo`` on ``path`` in the d3rlpy venv (``bench/d3rlpy_runner.py``)."""
-    import subprocess
-
     from robotrl.data.formats.d4rl import REF_SCORES
 
     lo, hi = REF_SCORES[BODY[env_id]]
-    cmd = [python, str(BENCH_DIR / "d3rlpy_runner.py"), "--algo", algo, "--dataset", str(path), "--steps", str(steps),
-           "--seed", str(seed), "--episodes", str(episodes), "--eval-seed", "100000", "--env-id", env_id,
-           "--ref-min", repr(lo), "--ref-max", repr(hi), "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)  # the d3rlpy venv must not see robotrl
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"d3rlpy runner failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                           f"{proc.stderr[-3000:]}\n{proc.stdout[-1000:]}")
-    return json.loads(lines[-1])
+    return run_peer_script(python, "d3rlpy_runner.py", [
+        "--algo", algo, "--dataset", str(path), "--steps", str(steps), "--seed", str(seed), "--episodes", str(episodes),
+        "--eval-seed", "100000", "--env-id", env_id, "--ref-min", repr(lo), "--ref-max", repr(hi), "--threads", "1"],
+        timeout=timeout)
 
 
 def _resolve_d3rlpy(arg: str | None) -> str | None:

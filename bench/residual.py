@@ -37,15 +37,16 @@ TASKS = {
                 "title": "ArmLift-v0, sparse reward, 10 demos", "label": "ArmLift-v0 sparse"},
     # 8 demos, BC fitted 2000 steps -> base 0.32-0.40; residual scale 0.2 (0.1 saturated: 0.74 at 100k vs
     # 0.88); rotation dims stay the base's (ResidualConfig.residual_dims); the note's small actor lr and long
-    # warm-up (10k noisy-base env steps, then critic-only updates); TD targets clamped to [0, 1] (ResidualTD3Config.target_bounds: without it the random-pair min
-    # drives the sparse-reward critic below 0 on online states)
+    # warm-up (10k noisy-base env steps, then critic-only updates); TD targets clamped to [0, 1]
+    # (ResidualTD3Config.target_bounds: without it the random-pair min drives the sparse-reward critic below 0
+    # on online states); "steps": the 100k env-step budget (~2 h on one core)
     "lift": {"env": {"id": "robosuite/Lift", "max_episode_steps": 100, "kwargs": {"terminate_on_success": True}},
              "demos": 8, "bc_steps": 2000, "out": "runs/bench_residual_lift", "result": "residual_lift",
              "plot": "residual_curve_lift.png", "title": "robosuite Lift (Panda, OSC), sparse reward",
              "label": "robosuite Lift sparse",
              "policy": {"residual_dims": (0, 1, 2, 6), "action_scale": 0.2},
              "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4, "target_bounds": (0.0, 1.0)},
-             "warmup_env_steps": 10000, "warmup_updates": 5000, "eval_every": 5000},
+             "warmup_env_steps": 10000, "warmup_updates": 5000, "eval_every": 5000, "steps": 100_000},
     "can": {"env": {"id": "robosuite/PickPlaceCan", "max_episode_steps": 250,
                     "kwargs": {"terminate_on_success": True}},
             "demos": 10, "bc_steps": 2000, "out": "runs/bench_residual_can", "result": "residual_can",
@@ -53,7 +54,7 @@ TASKS = {
             "label": "robosuite PickPlaceCan sparse",
             "policy": {"residual_dims": (0, 1, 2, 6), "action_scale": 0.2},
             "td3": {"actor_lr": 3e-6, "critic_lr": 1e-4, "target_bounds": (0.0, 1.0)},
-            "warmup_env_steps": 10000, "warmup_updates": 5000, "eval_every": 5000},
+            "warmup_env_steps": 10000, "warmup_updates": 5000, "eval_every": 5000, "steps": 100_000},
 }
 TASK = TASKS["armlift"]
 ENV = TASK["env"]
@@ -197,7 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--part", choices=("residual", "rlpd", "all"), default="all")
-    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None, help="env steps per arm (default: per task; --quick 1000)")
     ap.add_argument("--allow-partial", action="store_true", help="merge with a cut-short RLPD run")
     ap.add_argument("--task", choices=tuple(TASKS), default="armlift")
     ap.add_argument("--demos", type=int, default=None, help="number of scripted demos (default: per task)")
@@ -208,8 +209,8 @@ def main() -> None:
     ap.set_defaults(part="all")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    steps = a.steps or (1000 if a.quick else 4000)
     select_task(a.task, a.demos, a.bc_steps)
+    steps = a.steps or (1000 if a.quick else TASK.get("steps", 4000))
     if a.base_only:
         from robotrl.envs import make_env
         from robotrl.residual.trainer import evaluate_policy_seeded

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +22,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from bench.common import BENCH_DIR, RESULTS_DIR, row, write_result  # noqa: E402
+from bench import d3rlpy_sac_runner  # noqa: E402  (only its option parser: the run is in the d3rlpy venv)
+from bench.common import BENCH_DIR, RESULTS_DIR, row, run_peer_script, write_result  # noqa: E402
 
 
 def ours(env_id: str, steps: int, start: int, every: int, episodes: int, seed: int) -> list[list[float]]:
@@ -39,34 +39,22 @@ def ours(env_id: str, steps: int, start: int, every: int, episodes: int, seed: i
     return [[s["step"], float(s["return"])] for s in snaps]
 
 
-def peer(python: str, env_id: str, steps: int, start: int, every: int, episodes: int, seed: int) -> dict:
-    cmd = [os.path.abspath(python), str(BENCH_DIR / "d3rlpy_sac_runner.py"), "--env-id", env_id, "--steps", str(steps),
-           "--start-steps", str(start), "--eval-every", str(every), "--episodes", str(episodes), "--seed", str(seed)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)  # the d3rlpy venv must not see robotrl
-    with tempfile.TemporaryDirectory() as cwd:  # d3rlpy may write log folders into the working directory
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"d3rlpy SAC runner failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+def peer(python: str, a: argparse.Namespace) -> dict:
+    """d3rlpy's SAC with the same options, in its venv (a temporary working directory for its log folders)."""
+    args = [f"--{k.replace('_', '-')}={getattr(a, k)}" for k in vars(d3rlpy_sac_runner.parser().parse_args([]))]
+    with tempfile.TemporaryDirectory() as cwd:
+        return run_peer_script(python, "d3rlpy_sac_runner.py", args, cwd=cwd)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--env-id", default="Hopper-v5")
-    p.add_argument("--steps", type=int, default=30000)
-    p.add_argument("--start-steps", type=int, default=5000)
-    p.add_argument("--eval-every", type=int, default=5000)
-    p.add_argument("--episodes", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[d3rlpy_sac_runner.parser(False)])
     p.add_argument("--d3rlpy", default=".venv-d3rlpy/bin/python", help="python of the d3rlpy venv ('none': skip)")
     a = p.parse_args(argv)
     if a.d3rlpy != "none" and not Path(a.d3rlpy).exists():
         raise SystemExit(f"--d3rlpy {a.d3rlpy}: not found (bash scripts/install_d3rlpy.sh, or --d3rlpy none)")
     mine = ours(a.env_id, a.steps, a.start_steps, a.eval_every, a.episodes, a.seed)
     print(f"[bench] robotrl SAC {a.env_id}: {mine}", flush=True)
-    theirs = peer(a.d3rlpy, a.env_id, a.steps, a.start_steps, a.eval_every, a.episodes, a.seed) if a.d3rlpy != "none" else None
+    theirs = peer(a.d3rlpy, a) if a.d3rlpy != "none" else None
     if theirs:
         print(f"[bench] d3rlpy SAC {a.env_id}: {theirs['curve']}", flush=True)
     last = lambda c: float(np.mean([r for _, r in c[-2:]]))  # noqa: E731  (mean of the last two evaluations)
