@@ -173,6 +173,25 @@ def record_run(run_dir: Path) -> tuple[dict, str]:
     return res, cmd
 
 
+def merge_seeds(results: list[dict]) -> dict:
+    """One residual part from several seeds' runs: means of the final 50-episode success, the base's success
+    and the loop speeds; the curve is the per-step mean over the seeds that reached that step; the per-seed
+    values are kept (``per_seed``) for the table and the plot."""
+    if len(results) == 1:
+        return dict(results[0], per_seed=[results[0]])
+    steps = sorted({p["env_steps"] for r in results for p in r["curve"]})
+    curve = []
+    for s in steps:
+        vals = [p["success_rate"] for r in results for p in r["curve"] if p["env_steps"] == s]
+        curve.append({"env_steps": s, "success_rate": float(np.mean(vals)), "n_seeds": len(vals)})
+    mean = lambda k: float(np.mean([r[k] for r in results]))  # noqa: E731
+    return {"base_success_50": mean("base_success_50"), "final_success_50": mean("final_success_50"),
+            "final_success_50_std": float(np.std([r["final_success_50"] for r in results])),
+            "curve": curve, "env_steps_per_s": mean("env_steps_per_s"), "updates_per_s": mean("updates_per_s"),
+            "updates": mean("updates"), "wall_seconds": mean("wall_seconds"), "steps": min(r["steps"] for r in results),
+            "per_seed": results}
+
+
 def plot(res: dict, rl: dict, path: Path, title: str = "ArmLift-v0, sparse reward, 10 demos") -> None:
     import matplotlib
 
@@ -180,8 +199,13 @@ def plot(res: dict, rl: dict, path: Path, title: str = "ArmLift-v0, sparse rewar
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot([p["env_steps"] for p in res["curve"]], [p["success_rate"] for p in res["curve"]], "o-",
-            label="residual TD3 (frozen BC base)")
+    seeds = res.get("per_seed") or [res]
+    if len(seeds) > 1:
+        for i, r in enumerate(seeds):
+            ax.plot([p["env_steps"] for p in r["curve"]], [p["success_rate"] for p in r["curve"]], "-", color="C0",
+                    alpha=0.3, lw=1, label="residual TD3, each seed" if i == 0 else None)
+    ax.plot([p["env_steps"] for p in res["curve"]], [p["success_rate"] for p in res["curve"]], "o-", color="C0",
+            label="residual TD3 (frozen BC base)" + (f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""))
     ax.plot([0] + [p["env_steps"] for p in rl["curve"]], [0.0] + [p["mean_return"] for p in rl["curve"]], "s-",
             label="RLPD from scratch (same demos)")
     ax.axhline(res["base_success_50"], color="gray", ls="--", label="BC base")
@@ -204,8 +228,10 @@ def main() -> None:
     ap.add_argument("--demos", type=int, default=None, help="number of scripted demos (default: per task)")
     ap.add_argument("--bc-steps", type=int, default=None, help="BC base gradient steps (default: per task)")
     ap.add_argument("--base-only", action="store_true", help="make and evaluate the BC base, then stop")
-    ap.add_argument("--record-run", type=Path, default=None, metavar="RUN_DIR",
-                    help="take the residual part from a finished robotrl-train algo=residual run (CLI) instead")
+    ap.add_argument("--record-run", type=Path, nargs="+", default=None, metavar="RUN_DIR",
+                    help="take the residual part from finished robotrl-train algo=residual runs (CLI) instead; "
+                         "several runs (seeds) are averaged")
+    ap.add_argument("--note", action="append", default=[], help="extra note for the result (repeatable)")
     ap.set_defaults(part="all")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -221,7 +247,10 @@ def main() -> None:
         return
     record_cmd = ""
     if a.record_run is not None:
-        res_rec, record_cmd = record_run(a.record_run)
+        recs = [record_run(d) for d in a.record_run]
+        res_rec, record_cmd = merge_seeds([r for r, _ in recs]), recs[0][1]
+        if len(recs) > 1:
+            record_cmd += " (seed=" + ", ".join(d.name for d in a.record_run) + " runs: the same command with seed=N)"
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "part_residual.json").write_text(json.dumps(res_rec, indent=1))
     elif a.part in ("residual", "all") and not a.allow_partial:
@@ -251,12 +280,16 @@ def main() -> None:
 
     plot(res, rl, RESULTS_DIR / TASK["plot"], TASK["title"])
     n = res["steps"]
+    per_seed = res.get("per_seed") or [res]
     rows = [
         row(f"{TASK['label']}, {TASK['demos']} demos, weak BC base {res['base_success_50']:.2f}: success after {n} env steps",
             "success_rate", res["final_success_50"], peer="RLPD (robotrl.rl.rlpd), same demos/steps/UTD 2",
             peer_value=rl["final_success_20"], goal=">= 0.9 within 100k env steps", peer_env_steps=rl.get("steps"),
-            met=bool(res["final_success_50"] >= 0.9), seeds=1, episodes=50, peer_episodes=20,
-            base_success_rate=res["base_success_50"], env_steps=n),
+            met=bool(res["final_success_50"] >= 0.9), seeds=len(per_seed), episodes=50, peer_episodes=20,
+            base_success_rate=res["base_success_50"], env_steps=n,
+            **({"per_seed": [r["final_success_50"] for r in per_seed],
+                "per_seed_base": [r["base_success_50"] for r in per_seed],
+                "std": res["final_success_50_std"]} if len(per_seed) > 1 else {})),
         row(f"residual TD3 training loop, {TASK['label']} (UTD 2, 10x256x256 critic ensemble, batch 256)", "env_steps/s",
             res["env_steps_per_s"], peer="RLPD loop (same UTD)", peer_value=rl["env_steps_per_s"]),
         row("residual TD3 gradient updates", "updates/s", res["updates_per_s"], peer="RLPD (SAC, 10 critics)",
@@ -267,9 +300,10 @@ def main() -> None:
              "instead of 2x1024 to fit the CPU budget.", f"plot: bench/results/{TASK['plot']}"]
     if cut:
         notes.append(cut)
+    notes += a.note
     cmd = "python -m bench.residual" + (f" --task {a.task}" if a.task != "armlift" else "") + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
     if record_cmd:
-        cmd += f" --record-run {a.record_run}  (residual: {record_cmd})"
+        cmd += f" --record-run {' '.join(map(str, a.record_run))}  (residual: {record_cmd})"
     write_result(TASK["result"], cmd, rows, a.quick, notes=notes, regenerate=False)
     print(json.dumps(rows, indent=1))
 

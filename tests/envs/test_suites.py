@@ -132,6 +132,27 @@ def test_robosuite_lift():
     env.close()
 
 
+def test_robosuite_seeded_episode_replays_in_a_new_instance():
+    """Lift draws its cube size when the model is built; two instances must still replay a seeded
+    episode exactly (the residual benchmark's base evaluations differed without this)."""
+    pytest.importorskip("robosuite")
+
+    def rollout(model_seed: int) -> np.ndarray:
+        np.random.seed(None)  # whatever the global RNG holds must not matter
+        env = make_env({"id": "robosuite/Lift", "max_episode_steps": 20, "kwargs": {"model_seed": model_seed}})
+        env.reset(seed=3)
+        env.step(np.zeros(7, np.float32))
+        env.reset(seed=4)  # a second episode in the same instance, as an evaluation runs them
+        qpos = [env.unwrapped._env.sim.data.qpos.copy()]
+        for _ in range(5):
+            env.step(np.full(7, 0.3, np.float32))
+            qpos.append(env.unwrapped._env.sim.data.qpos.copy())
+        env.close()
+        return np.stack(qpos)
+
+    np.testing.assert_array_equal(rollout(0), rollout(0))
+    assert not np.array_equal(rollout(0)[0, 11], rollout(1)[0, 11])  # another model seed: another cube height
+
 def test_robosuite_image():
     pytest.importorskip("robosuite")
     env = make_env({"id": "robosuite/PickPlaceCan", "image": True, "image_size": 32})

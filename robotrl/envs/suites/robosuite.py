@@ -10,6 +10,11 @@
   bundled tasks do; used by the residual-RL benchmark). ``reward_type="dense"`` turns on robosuite's reward shaping (default sparse).
 * Seeding: robosuite places objects with the global ``np.random``; ``reset(seed=...)`` seeds a
   private RNG that draws a seed for each placement, and the global state is restored afterwards.
+  robosuite also draws *model* randomness when the env is built (Lift's cube edge, 0.020-0.022 m);
+  with soft resets (``hard_reset=False``, used here for speed) that draw lasts the env's lifetime, so
+  it is seeded with ``kwargs.model_seed`` (default 0): every instance is the same model and a seeded
+  episode replays exactly in any process. (robosuite's own default, hard resets, redraws the cube per
+  episode from the unseeded global RNG.)
 
 It is slow (~250 steps/s without cameras, far less with them).
 """
@@ -45,6 +50,7 @@ class RobosuiteEnv(gym.Env):
         render_size: int = 256,
         fast_render: bool = True,
         terminate_on_success: bool = False,
+        model_seed: int = 0,
         **kwargs: Any,
     ):
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -65,23 +71,28 @@ class RobosuiteEnv(gym.Env):
         controller = kwargs.pop("controller_configs", None) or load_composite_controller_config(
             controller="BASIC", robot=robots
         )
-        self._env = robosuite.make(
-            task,
-            robots=robots,
-            controller_configs=controller,
-            has_renderer=False,
-            has_offscreen_renderer=offscreen,
-            use_camera_obs=self._image,
-            camera_names=camera_name,
-            camera_heights=self._image_size,
-            camera_widths=self._image_size,
-            reward_shaping=reward_shaping,
-            control_freq=kwargs.pop("control_freq", 20),
-            horizon=int(horizon),
-            ignore_done=False,
-            hard_reset=kwargs.pop("hard_reset", False),
-            **kwargs,
-        )
+        saved = np.random.get_state()
+        np.random.seed(int(model_seed))  # robosuite draws model randomness (Lift's cube size) here
+        try:
+            self._env = robosuite.make(
+                task,
+                robots=robots,
+                controller_configs=controller,
+                has_renderer=False,
+                has_offscreen_renderer=offscreen,
+                use_camera_obs=self._image,
+                camera_names=camera_name,
+                camera_heights=self._image_size,
+                camera_widths=self._image_size,
+                reward_shaping=reward_shaping,
+                control_freq=kwargs.pop("control_freq", 20),
+                horizon=int(horizon),
+                ignore_done=False,
+                hard_reset=kwargs.pop("hard_reset", False),
+                **kwargs,
+            )
+        finally:
+            np.random.set_state(saved)
         ctx = getattr(self._env.sim, "_render_context_offscreen", None)
         if offscreen and fast_render and ctx is not None:
             disable_shadows(ctx.scn)

@@ -1,0 +1,29 @@
+"""bench.residual's seed aggregation: the table's mean must be the mean of the seeds' final evaluations."""
+import pytest
+
+from bench.residual import merge_seeds
+
+
+def _run(final: float, base: float, curve: list[tuple[int, float]], steps: int = 100) -> dict:
+    return {"base_success_50": base, "final_success_50": final, "env_steps_per_s": 10.0, "updates_per_s": 20.0,
+            "updates": 200, "wall_seconds": 10.0, "steps": steps,
+            "curve": [{"env_steps": s, "success_rate": v} for s, v in curve]}
+
+
+def test_merge_seeds_means_and_keeps_each_seed():
+    a = _run(0.9, 0.3, [(0, 0.3), (50, 0.6), (100, 0.9)])
+    b = _run(0.8, 0.4, [(0, 0.4), (50, 0.8)], steps=50)  # cut short: no point at 100
+    m = merge_seeds([a, b])
+    assert m["final_success_50"] == pytest.approx(0.85)
+    assert m["final_success_50_std"] == pytest.approx(0.05)
+    assert m["base_success_50"] == pytest.approx(0.35)
+    assert m["steps"] == 50
+    assert [(p["env_steps"], p["success_rate"], p["n_seeds"]) for p in m["curve"]] == [
+        (0, pytest.approx(0.35), 2), (50, pytest.approx(0.7), 2), (100, pytest.approx(0.9), 1)]
+    assert m["per_seed"] == [a, b]
+
+
+def test_merge_single_seed_is_that_seed():
+    a = _run(0.9, 0.3, [(0, 0.3)])
+    m = merge_seeds([a])
+    assert m["final_success_50"] == 0.9 and m["per_seed"] == [a]
