@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d3rlpy", "--d3rlpy-python", dest="d3rlpy", default=None, metavar="PYTHON",
                    help="python of the d3rlpy venv (peer for iql/td3bc); default .venv-d3rlpy/bin/python if it "
                         "exists; 'none' skips the peer")
+    p.add_argument("--data-dir", default=None,
+                   help="cache of the generated datasets (default $BENCH_DATA, else data/d4rl_<sac-steps/1000>k)")
     p.add_argument("--result", default="offline",
                    help="name of the result file bench/results/NAME.json (e.g. offline_d3rlpy for a peer-only run)")
     args = p.parse_args(argv)
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     dsize = args.dataset_size or (10_000 if q else 100_000)
     online = args.online_steps if args.online_steps is not None else (1000 if q else 50_000)
     seeds = args.seeds or (1 if q else 3)
-    data_dir = Path(os.environ.get("BENCH_DATA", "data/d4rl"))  # cached generated datasets
+    data_dir = Path(args.data_dir or os.environ.get("BENCH_DATA") or f"data/d4rl_{sac_steps // 1000}k")
     run_root = Path(os.environ.get("BENCH_RUNS", "/tmp/bench_offline_runs"))
     rows, raw = [], {}
     for env_id in envs:
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
                 with_peer = d3 is not None and algo in PEER_ALGOS
                 for s in range(seeds):
                     t = time.time()
-                    out = run(algo, env_id, kind, files[kind], steps, s, args.episodes, run_root)
+                    out = run(algo, env_id, kind, files[kind], steps, s, args.episodes, run_root,
+                              params=_params(algo, env_id, kind))
                     per_seed.extend(out["normalized_score"] if isinstance(out["normalized_score"], list) else
                                     [float(x) for x in _scores(env_id, out["returns"])])
                     sps.append(out["offline_grad_steps_per_s"])
@@ -191,7 +194,10 @@ def main(argv: list[str] | None = None) -> None:
                                 peer_value=b, goal=">= TD3+BC", met=a >= b))
             raw[f"{env_id}/{kind}"] = scores
         if online > 0 and "medium-replay" in args.kinds:
-            arsq_p = {"hidden_dims": [256, 256]}  # CPU budget: 2x256 instead of the paper's 3x512
+            from robotrl.offline.arsq import arsq_preset
+
+            # the release's per-dataset settings; CPU budget: 2x256 instead of its 3x512
+            arsq_p = {**arsq_preset(f"{BODY[env_id]}-medium-replay"), "hidden_dims": [256, 256]}
             res = {}
             for algo, params in (("arsq", arsq_p), ("iql", {})):
                 vals = []
@@ -207,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
                             seeds=seeds, episodes=args.episodes))
     cmd = "python -m bench.offline" + (" --quick" if q else "") + ("" if argv is None else " " + " ".join(a for a in argv if a != "--quick"))
     notes = [f"datasets: robotrl SAC {sac_steps} env steps, {dsize} transitions per medium file (D4RL: 1M); "
-             f"offline budgets {steps} gradient steps (papers: 1M). ARSQ uses 2x256 MLPs here (paper 3x512).",
+             f"offline budgets {steps} gradient steps (papers: 1M). ARSQ uses 2x256 MLPs here (paper 3x512). "
+             "A2PR uses its public code's per-dataset settings (robotrl.offline.a2pr.PRESETS).",
              "d3rlpy peer not run in this result (needs its own venv: gymnasium 1.0 pin; bash scripts/install_d3rlpy.sh)."
              if d3 is None else
              f"d3rlpy {d3_version} peer: bench/d3rlpy_runner.py in .venv-d3rlpy (gymnasium 1.0.0, same torch 2.13 CPU, "
@@ -219,6 +226,15 @@ def main(argv: list[str] | None = None) -> None:
     path = write_result(args.result, cmd.strip(), rows, q, notes=[n for n in notes if n])
     print(f"[bench] wrote {path}")
     print("[bench] per-seed scores:", json.dumps(raw))
+
+
+def _params(algo: str, env_id: str, kind: str) -> dict | None:
+    """A2PR takes its public code's per-dataset settings (alpha 40 on halfcheetah, reg/VAE weights, gamma)."""
+    if algo == "a2pr":
+        from robotrl.offline.a2pr import a2pr_preset
+
+        return a2pr_preset(f"{BODY[env_id]}-{kind}")
+    return None
 
 
 def _scores(env_id: str, returns: list[float]) -> list[float]:

@@ -233,9 +233,11 @@ def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         ft.setdefault("start_steps", 0 if offline else 5000)
         ft.setdefault("utd", float(getattr(acfg, "utd", 1.0)))
         ft.setdefault("n_step", int(getattr(acfg, "n_step", 1)))
-        if name == "arsq":
+        if name == "arsq":  # the release's online phase: demo half + the dataset ∪ online data for the rest
             ft.setdefault("demo_ratio", acfg.demo_ratio)
-            ft.setdefault("grow_demo_threshold", demo_threshold)
+            ft.setdefault("offline_union", bool(offline))
+            if acfg.demo_grow:
+                ft.setdefault("grow_demo_threshold", demo_threshold)
         ocfg = OnlineConfig(
             total_env_steps=online_steps, batch_size=batch_size, gamma=gamma, seed=seed, progress=progress,
             eval_every=eval_every, eval_episodes=eval_episodes, eval_num_envs=eval_num_envs, eval_seed=eval_seed,
@@ -247,7 +249,7 @@ def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
 
         ocfg = config_from_dict(OnlineConfig, {**dataclasses.asdict(ocfg), **ft}, "algo.finetune")
         trainer = OnlineTrainer(algo, env_cfg, ocfg, run_dir,
-                                offline_buffer=sampler if ocfg.offline_ratio > 0 else None,
+                                offline_buffer=sampler if (ocfg.offline_ratio > 0 or ocfg.offline_union) else None,
                                 demo_buffer=demo if ocfg.demo_ratio > 0 else None, step_offset=offline_steps)
         online_out = trainer.run()
 

@@ -1,15 +1,23 @@
 """A2PR: Adaptive Advantage-guided Policy Regularisation (Liu et al., ICML 2024).
 
-TD3+BC whose behaviour-cloning target is chosen by advantage:
+TD3+BC whose behaviour-cloning target is chosen by advantage. Loss forms, update order and sizes
+follow the authors' public code (ltlhuuu/A2PR, MIT; facts taken, no code copied):
 
-* twin critics (TD3 target with policy smoothing) and a value net ``V(s)`` regressed onto
-  ``min_i Q_i'(s, a_data)``; advantage ``A(s, a) = min_i Q_i(s, a) - V(s)``;
-* a VAE behaviour model whose reconstruction loss is weighted by ``1[A(s, a_data) > 0]``, so it
-  models the better-than-average dataset actions;
-* per state the target ``a~`` is whichever of {dataset action, VAE sample} has the higher
-  advantage, and the regulariser is masked where that advantage is negative;
-* actor loss ``-(alpha / mean|Q|) Q(s, pi(s)) + mask * ||pi(s) - a~||^2`` (alpha 2.5; 40 on
-  halfcheetah in the paper).
+* twin critics (TD3 target ``y`` with policy smoothing, sum of the two MSEs); a value net ``V(s)``
+  regressed, after the critic step, onto ``min(y, r + gamma * min_i Q_i(s', a'))`` (the same noisy
+  target action through the just-updated online critics); advantages use ``Q_1`` and ``V`` as it was
+  before its own step;
+* a VAE behaviour model (750x750, latent ``2 * act_dim``) whose per-element reconstruction loss is
+  weighted by ``vae_weight * 1[Q_1(s, a_data) > V(s)]``, plus 0.5 x KL (both averaged);
+* the regularisation target ``a~`` is whichever of {dataset action, ``VAE(s, pi(s))`` = the policy's
+  action encoded and decoded (gradient kept, as in the public code)} has the higher ``Q_1``, and the
+  regulariser is ``reg_weight * 1[either advantage >= 0]`` (the public code's ``mask``);
+* actor loss ``-(alpha / mean|Q_1|) Q_1(s, pi(s)) + mean((pi(s) - a~)^2 * weight)`` (mean over batch
+  and action dimensions, as TD3+BC's);
+* actor 3x256, critics and value 4x256 (the public code's).
+
+Per-dataset settings of the public README (alpha 40 on halfcheetah; ``reg_weight``, ``vae_weight``,
+``gamma``) are in :data:`PRESETS` / :func:`a2pr_preset`; the config's defaults are its generic ones.
 """
 from __future__ import annotations
 
@@ -24,12 +32,37 @@ from robotrl.nn.mlp import MLP
 from robotrl.rl.base import Algorithm, adam, polyak_update
 from robotrl.rl.networks import DeterministicActor, EnsembleCritic, ValueNet
 
-__all__ = ["A2PRConfig", "A2PR", "VAE"]
+__all__ = ["A2PRConfig", "A2PR", "VAE", "PRESETS", "a2pr_preset"]
+
+#: per-dataset settings listed with the public code (README / READMEv0): alpha, reg_weight (``mask``),
+#: vae_weight, gamma. Where the README lists more than one candidate, the first is taken.
+PRESETS: dict[str, dict[str, float]] = {
+    "hopper-medium": {"alpha": 2.5, "reg_weight": 0.4, "vae_weight": 1.0, "gamma": 0.995},
+    "hopper-medium-replay": {"alpha": 2.5, "reg_weight": 0.5, "vae_weight": 1.5, "gamma": 0.99},
+    "hopper-medium-expert": {"alpha": 2.5, "reg_weight": 4.0, "vae_weight": 1.0, "gamma": 0.99},
+    "halfcheetah-medium": {"alpha": 40.0, "reg_weight": 1.0, "vae_weight": 1.0, "gamma": 0.99},
+    "halfcheetah-medium-replay": {"alpha": 40.0, "reg_weight": 0.8, "vae_weight": 1.5, "gamma": 0.995},
+    "halfcheetah-medium-expert": {"alpha": 40.0, "reg_weight": 10.0, "vae_weight": 1.0, "gamma": 0.99},
+    "walker2d-medium": {"alpha": 2.5, "reg_weight": 1.0, "vae_weight": 1.5, "gamma": 0.99},
+    "walker2d-medium-replay": {"alpha": 2.5, "reg_weight": 1.2, "vae_weight": 1.5, "gamma": 0.99},
+    "walker2d-medium-expert": {"alpha": 2.5, "reg_weight": 0.8, "vae_weight": 1.0, "gamma": 0.99},
+}
+
+
+def a2pr_preset(dataset: str) -> dict[str, float]:
+    """The public code's settings for a D4RL-style name (``hopper-medium-replay-v2``, ``halfcheetah-medium``);
+    ``{}`` for unknown names."""
+    name = dataset.lower().rsplit("/", 1)[-1]
+    for suffix in ("-v0", "-v1", "-v2", "-v3", "-v4", "-v5"):
+        name = name.removesuffix(suffix)
+    return dict(PRESETS.get(name, {}))
 
 
 @dataclass
 class A2PRConfig:
-    hidden_dims: tuple[int, ...] = (256, 256)
+    actor_hidden_dims: tuple[int, ...] = (256, 256, 256)
+    critic_hidden_dims: tuple[int, ...] = (256, 256, 256, 256)
+    value_hidden_dims: tuple[int, ...] = (256, 256, 256, 256)
     vae_hidden_dims: tuple[int, ...] = (750, 750)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -38,6 +71,8 @@ class A2PRConfig:
     gamma: float = 0.99
     tau: float = 0.005
     alpha: float = 2.5
+    reg_weight: float = 1.0           # the public code's ``mask``: weight of the regulariser
+    vae_weight: float = 1.0           # weight of the advantage-filtered VAE reconstruction
     policy_noise: float = 0.2
     noise_clip: float = 0.5
     policy_freq: int = 2
@@ -67,7 +102,7 @@ class VAE(nn.Module):
 
     def decode(self, obs: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if z is None:
-            z = torch.randn(obs.shape[0], self.latent).clamp(-0.5, 0.5)
+            z = torch.randn(obs.shape[0], self.latent, device=obs.device).clamp(-0.5, 0.5)
         return torch.tanh(self.dec(torch.cat([obs, z], -1)))
 
 
@@ -77,11 +112,11 @@ class A2PR(Algorithm):
     def __init__(self, obs_dim: int, act_dim: int, cfg: A2PRConfig | None = None) -> None:
         super().__init__(obs_dim, act_dim)
         self.cfg = c = cfg or A2PRConfig()
-        self.actor = DeterministicActor(obs_dim, act_dim, c.hidden_dims)
+        self.actor = DeterministicActor(obs_dim, act_dim, c.actor_hidden_dims)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = EnsembleCritic(obs_dim, act_dim, c.hidden_dims, c.num_critics)
+        self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden_dims, c.num_critics)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = ValueNet(obs_dim, c.hidden_dims)
+        self.value = ValueNet(obs_dim, c.value_hidden_dims)
         self.vae = VAE(obs_dim, act_dim, c.vae_hidden_dims)
         self.optimizers = {
             "actor": adam(self.actor.parameters(), lr=c.actor_lr),
@@ -108,14 +143,7 @@ class A2PR(Algorithm):
         action = batch["action"].float()
         reward, discount = self.batch_reward(batch), self.batch_discount(batch, c.gamma)
 
-        # ---- value: V(s) -> min_i Q_i'(s, a_data)
-        with torch.no_grad():
-            q_data_t = self.target_critic(obs, action).min(0).values
-        v = self.value(obs)
-        value_loss = ((v - q_data_t) ** 2).mean()
-        self._step("value", value_loss)
-
-        # ---- critic (TD3)
+        # ---- critic (TD3: clipped double Q with target-policy smoothing)
         with torch.no_grad():
             noise = (torch.randn_like(action) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             next_a = (self.target_actor(next_obs) + noise).clamp(-1.0, 1.0)
@@ -124,38 +152,47 @@ class A2PR(Algorithm):
         critic_loss = ((q - y) ** 2).mean(1).sum()
         self._step("critic", critic_loss)
 
+        # ---- value: V(s) -> min(y, r + gamma * min_i Q_i(s', a')) with the updated online critics
+        with torch.no_grad():
+            v_target = torch.minimum(y, reward + discount * self.critic(next_obs, next_a).min(0).values)
+        v = self.value(obs)
+        value_loss = ((v - v_target) ** 2).mean()
+        self._step("value", value_loss)
+        v = v.detach()  # the advantages below use V before its step (as the public code does)
+
         # ---- VAE on the dataset actions with positive advantage
         with torch.no_grad():
-            v_now = self.value(obs)
-            adv_data = self.critic(obs, action).min(0).values - v_now
-            w = (adv_data > 0).float()
+            q1_data = self.critic(obs, action)[0]
+            w = c.vae_weight * (q1_data > v).float()
         recon, mu, log_std = self.vae(obs, action)
-        recon_loss = (w * ((recon - action) ** 2).sum(-1)).sum() / w.sum().clamp_min(1.0)
-        kl = (-0.5 * (1 + 2 * log_std - mu.pow(2) - (2 * log_std).exp()).sum(-1)).mean()
+        recon_loss = (w.unsqueeze(-1) * (recon - action) ** 2).mean()
+        kl = (-0.5 * (1 + 2 * log_std - mu.pow(2) - (2 * log_std).exp())).mean()
         vae_loss = recon_loss + c.vae_kl_weight * kl
         self._step("vae", vae_loss)
         metrics = {"critic_loss": float(critic_loss.detach()), "value_loss": float(value_loss.detach()),
                    "vae_loss": float(vae_loss.detach()), "q": float(q.detach().mean()),
-                   "positive_adv_frac": float(w.mean())}
+                   "positive_adv_frac": float((q1_data > v).float().mean())}
 
         self.num_updates += 1
         if int(self.num_updates) % c.policy_freq == 0:
-            with torch.no_grad():
-                a_vae = self.vae.decode(obs)
-                adv_vae = self.critic(obs, a_vae).min(0).values - v_now
-                use_vae = adv_vae > adv_data
-                target = torch.where(use_vae.unsqueeze(-1), a_vae, action)
-                mask = (torch.maximum(adv_vae, adv_data) > 0).float()
             self.critic.requires_grad_(False)
+            self.vae.requires_grad_(False)  # the gradient still flows through the VAE into pi
             pi = self.actor(obs)
             q_pi = self.critic(obs, pi)[0]
             lmbda = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
-            reg = (mask * ((pi - target) ** 2).sum(-1)).mean()
+            recon_pi, _, _ = self.vae(obs, pi)
+            with torch.no_grad():
+                q1_recon = self.critic(obs, recon_pi)[0]
+                use_vae = q1_recon >= q1_data
+                weight = c.reg_weight * ((q1_recon >= v) | (q1_data > v)).float()
+            target = torch.where(use_vae.unsqueeze(-1), recon_pi, action)
+            reg = (weight.unsqueeze(-1) * (pi - target) ** 2).mean()
             actor_loss = -lmbda * q_pi.mean() + reg
             self._step("actor", actor_loss)
             self.critic.requires_grad_(True)
+            self.vae.requires_grad_(True)
             polyak_update(self.target_actor, self.actor, c.tau)
             polyak_update(self.target_critic, self.critic, c.tau)
             metrics.update(actor_loss=float(actor_loss.detach()), reg_loss=float(reg.detach()),
-                           vae_target_frac=float(use_vae.float().mean()), mask_frac=float(mask.mean()))
+                           vae_target_frac=float(use_vae.float().mean()), mask_frac=float((weight > 0).float().mean()))
         return metrics

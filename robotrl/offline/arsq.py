@@ -7,9 +7,10 @@ zooms into it. The action is the final interval's midpoint, so the decodable act
 the ``B**L`` bin midpoints per dimension.
 
 Decisions are level-major, ``k = l * D + d`` for ``L * D`` sequential choices. The advantage net
-of step ``k`` sees the observation and the *current coarse action* (every dimension's current
-midpoint: dimensions before ``d`` already refined to level ``l + 1``, the others at level ``l``)
-plus the step's one-hot, and outputs ``B`` raw advantages. Soft normalisation
+sees the observation and the *current coarse action* (every dimension's current midpoint:
+dimensions before ``d`` already refined to level ``l + 1``, the others at level ``l``) and outputs
+``K * B`` raw advantages; step ``k`` reads its own ``B``-wide slice (as the public code does).
+Soft normalisation
 ``A = raw - alpha * logsumexp(raw / alpha)`` makes ``alpha * logsumexp(A / alpha) = 0``, so
 
     Q(s, a) = V(s) + sum_k A_k(s, coarse_k(a))[bin_k(a)]   and   pi(a|s) = exp((Q(s, a) - V(s)) / alpha)
@@ -17,12 +18,24 @@ plus the step's one-hot, and outputs ``B`` raw advantages. Soft normalisation
 is exactly the auto-regressive product of the per-step softmaxes (the test checks both). The
 critic target needs no action sampling: ``y = r + discount * min(V_1'(s'), V_2'(s'))``.
 
-On demonstration samples (``batch["from_demo"]``) a CQL-style margin pushes the demo bin above the
-others at every step: ``relu(alpha_c * logsumexp(A_other / alpha_c) - A_demo)``. Acting takes the
-min of the twin advantages per step, samples ``Categorical(A / act_alpha)`` (argmax when
-deterministic), zooms and decodes. Data handling (demo buffer = top return-percentile episodes,
-fixed demo fraction per batch, offline then online with a UTD ratio, online episodes at least as
-good as the demos join the demo buffer) is in :func:`robotrl.engine.rl_trainer.train_algo`.
+On demonstration samples (``batch["from_demo"]``) a CQL-style term pushes the demo bin above the
+others, summed over the ``K`` steps and averaged over the demo samples, in one of the public code's
+two forms: ``"lse"`` ``clamp(temp * logsumexp(A_other / temp) - A_demo, clip_min, clip_max)`` or
+``"margin"`` ``mean_other clamp(A_other - A_demo, clip_min, clip_max)``. Acting takes the min of the
+twin advantages per step, samples ``Categorical(A / act_alpha)`` (argmax when deterministic), zooms
+and decodes.
+
+Data handling (:func:`robotrl.engine.rl_trainer.train_algo`), as the public D4RL code: the demo
+buffer is the dataset's episodes above a return percentile (default 0: all of them); every batch is
+``demo_ratio`` (0.5) demo samples and the rest from the dataset ∪ the online data; optional offline
+epochs, then online training at UTD 1; online episodes join the demo buffer only with ``demo_grow``
+(the release's ``demo_relabel``, off by default).
+
+Defaults are the public code's generic ones (batch 512, lr 3e-4 for V and A, 3x512 tanh MLPs with
+orthogonal init gain sqrt(2) and output gain 0.01, no gradient clipping); its per-dataset settings
+(levels, bins, demo-term form / weight / clip) are :data:`PRESETS` / :func:`arsq_preset`.
+Source of these facts: the D4RL folder of the ARSQ release (CornellRL/ARSQ), read from a verbatim
+copy; nothing copied.
 """
 from __future__ import annotations
 
@@ -35,27 +48,54 @@ from torch import nn
 
 from robotrl.rl.base import Algorithm, adam, polyak_update
 
-__all__ = ["ARSQConfig", "ARSQ", "CoarseToFine"]
+__all__ = ["ARSQConfig", "ARSQ", "CoarseToFine", "PRESETS", "arsq_preset"]
+
+#: per-dataset settings of the public D4RL configs (env_cfg/*.yaml)
+PRESETS: dict[str, dict[str, Any]] = {
+    "hopper-medium-replay": {"levels": 2, "bins": 7, "demo_loss": "margin", "demo_weight": 0.03, "demo_clip_min": 1.0},
+    "hopper-medium": {"levels": 2, "bins": 7, "demo_loss": "lse", "demo_weight": 0.5, "demo_clip_min": -1.0},
+    "walker2d-medium-replay": {"levels": 1, "bins": 41, "demo_loss": "margin", "demo_weight": 0.1, "demo_clip_min": -1.0},
+    "walker2d-medium": {"levels": 1, "bins": 41, "demo_loss": "lse", "demo_weight": 10.0, "demo_clip_min": 0.0},
+    "halfcheetah-medium-replay": {"levels": 1, "bins": 41, "demo_loss": "margin", "demo_weight": 0.1,
+                                  "demo_clip_min": -1.0},
+}
+
+
+def arsq_preset(dataset: str) -> dict[str, Any]:
+    """The public code's settings for a D4RL-style name (``hopper-medium-replay-v2``); ``{}`` if unknown."""
+    name = dataset.lower().rsplit("/", 1)[-1]
+    for suffix in ("-v0", "-v1", "-v2", "-v3", "-v4", "-v5"):
+        name = name.removesuffix(suffix)
+    return dict(PRESETS.get(name, {}))
 
 
 @dataclass
 class ARSQConfig:
-    levels: int = 3                 # L
-    bins: int = 5                   # B
+    levels: int = 2                 # L
+    bins: int = 7                   # B
     hidden_dims: tuple[int, ...] = (512, 512, 512)
     activation: str = "tanh"
-    output_gain: float = 0.01       # orthogonal init gain of the output layers
-    lr: float = 1e-4
+    hidden_gain: float = 2 ** 0.5   # orthogonal init gain of the hidden layers
+    output_gain: float = 0.01       # orthogonal init gain of every output layer (V and A)
+    lr: float = 3e-4
     gamma: float = 0.99
     tau: float = 0.005
     alpha: float = 0.01             # soft temperature of the advantage normalisation
     act_alpha: float = 0.01         # sampling temperature when acting (exploration)
-    demo_alpha: float = 0.01        # alpha_c of the demo margin
-    demo_weight: float = 1.0
-    demo_percentile: float = 70.0   # demo buffer = episodes with return >= this percentile
-    demo_ratio: float = 0.25        # fraction of demo samples in every batch
-    batch_size: int = 256
-    grad_clip: float = 10.0
+    demo_loss: str = "lse"          # "lse" (the release's "cql") | "margin"
+    demo_alpha: float = 1.0         # temperature of the "lse" form (the release's cql_temp)
+    demo_weight: float = 5.0
+    demo_clip_min: float = -1.0
+    demo_clip_max: float = float("inf")
+    demo_percentile: float = 0.0    # demo buffer = episodes with return >= this percentile (0: all)
+    demo_ratio: float = 0.5         # fraction of demo samples in every batch
+    demo_grow: bool = False         # online episodes with return >= the demos' mean join the demo buffer
+    batch_size: int = 512
+    grad_clip: float = 0.0          # 0: off
+
+    def __post_init__(self) -> None:
+        if self.demo_loss not in ("lse", "margin"):
+            raise ValueError(f"ARSQConfig.demo_loss must be 'lse' or 'margin', got {self.demo_loss!r}")
 
 
 class CoarseToFine:
@@ -112,13 +152,14 @@ class CoarseToFine:
         return idx.transpose(1, 2).reshape(idx.shape[0], self.K)
 
 
-def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
+def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str, out_gain: float,
+         hidden_gain: float) -> nn.Sequential:
     acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
         lin = nn.Linear(d, h)
-        nn.init.orthogonal_(lin.weight, gain=nn.init.calculate_gain("tanh" if activation == "tanh" else "relu"))
+        nn.init.orthogonal_(lin.weight, gain=hidden_gain)
         nn.init.zeros_(lin.bias)
         layers += [lin, acts[activation]()]
         d = h
@@ -135,19 +176,21 @@ class ARCritic(nn.Module):
     def __init__(self, obs_dim: int, c2f: CoarseToFine, cfg: ARSQConfig) -> None:
         super().__init__()
         self.c2f = c2f
-        self.value = _mlp(obs_dim, cfg.hidden_dims, 1, cfg.activation, 1.0)
-        self.adv = _mlp(obs_dim + c2f.D + c2f.K, cfg.hidden_dims, c2f.B, cfg.activation, cfg.output_gain)
+        self.value = _mlp(obs_dim, cfg.hidden_dims, 1, cfg.activation, cfg.output_gain, cfg.hidden_gain)
+        self.adv = _mlp(obs_dim + c2f.D, cfg.hidden_dims, c2f.K * c2f.B, cfg.activation, cfg.output_gain,
+                        cfg.hidden_gain)
         self.alpha = cfg.alpha
-        self.register_buffer("eye", torch.eye(c2f.K))
 
     def v(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value(obs).squeeze(-1)
 
     def raw_adv(self, obs: torch.Tensor, coarse: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
-        """Raw advantages ``[..., B]`` for obs ``[..., O]``, coarse ``[..., D]`` at step(s) ``k``."""
-        step = self.eye[k] if isinstance(k, int) else self.eye[k]
-        step = step.expand(*coarse.shape[:-1], self.c2f.K)
-        return self.adv(torch.cat([obs, coarse, step], dim=-1))
+        """Raw advantages ``[..., B]`` for obs ``[..., O]``, coarse ``[..., D]`` at step(s) ``k`` (an int, or
+        a long tensor shaped like ``coarse[..., 0]``): slice ``k`` of the net's ``K * B`` outputs."""
+        full = self.adv(torch.cat([obs, coarse], dim=-1)).unflatten(-1, (self.c2f.K, self.c2f.B))
+        if isinstance(k, int):
+            return full[..., k, :]
+        return torch.gather(full, -2, k[..., None, None].expand(*k.shape, 1, self.c2f.B)).squeeze(-2)
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
         return raw - self.alpha * torch.logsumexp(raw / self.alpha, dim=-1, keepdim=True)
@@ -232,12 +275,7 @@ class ARSQ(Algorithm):
             td_loss = td_loss + ((q - y) ** 2).mean()
             qs.append(q.detach())
             if demo is not None and demo.any():
-                a_demo = adv[demo]                                   # [M, K, B]
-                b_demo = bins[demo].unsqueeze(-1)                    # [M, K, 1]
-                chosen = torch.gather(a_demo, 2, b_demo).squeeze(-1)
-                others = a_demo.scatter(2, b_demo, float("-inf"))
-                soft_other = c.demo_alpha * torch.logsumexp(others / c.demo_alpha, dim=-1)
-                margin_loss = margin_loss + torch.relu(soft_other - chosen).sum(-1).mean()
+                margin_loss = margin_loss + self.demo_term(adv[demo], bins[demo]).mean()
         loss = td_loss + c.demo_weight * margin_loss
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
@@ -249,6 +287,18 @@ class ARSQ(Algorithm):
         self.num_updates += 1
         return {"critic_loss": float(td_loss.detach()), "demo_margin": float(margin_loss.detach()),
                 "q": float(torch.stack(qs).mean()), "target_v": float(v_next.mean())}
+
+    def demo_term(self, adv: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """Per-sample demo term ``[M]`` of advantages ``[M, K, B]`` at the demo bins ``[M, K]`` (see module doc)."""
+        c = self.cfg
+        chosen = torch.gather(adv, 2, bins.unsqueeze(-1))                       # [M, K, 1]
+        if c.demo_loss == "lse":
+            others = adv.scatter(2, bins.unsqueeze(-1), float("-inf"))
+            soft = c.demo_alpha * torch.logsumexp(others / c.demo_alpha, dim=-1, keepdim=True)
+            return (soft - chosen).clamp(c.demo_clip_min, c.demo_clip_max).sum((1, 2))
+        diff = (adv - chosen).clamp(c.demo_clip_min, c.demo_clip_max)          # the demo bin's own 0 ...
+        own = torch.tensor(0.0).clamp(c.demo_clip_min, c.demo_clip_max)         # ... is taken out again
+        return ((diff.sum(-1) - own) / (adv.shape[-1] - 1)).sum(-1)
 
     def critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``Q_i(s, a)`` of both critics ``[2, N]`` (the decoded action's bins), for inspection."""

@@ -42,6 +42,9 @@ class OnlineConfig:
     n_step: int = 1
     gamma: float = 0.99
     offline_ratio: float = 0.0        # fraction of each batch from offline_buffer
+    #: the non-demo part of each batch is drawn from offline_buffer ∪ the online buffer in proportion to
+    #: their sizes (ARSQ's release: the online buffer starts as a copy of the dataset); offline_ratio unused
+    offline_union: bool = False
     demo_ratio: float = 0.0           # fraction of each batch from demo_buffer (flagged from_demo)
     grow_demo_threshold: float | None = None  # add online episodes with return >= this to the demo buffer
     reward_scale: float = 1.0         # rewards are stored multiplied by this (e.g. IQL's dataset scaling)
@@ -55,6 +58,12 @@ class OnlineConfig:
     seed: int = 0
     progress: bool = True
     tensorboard: bool = True
+
+
+def union_split(n: int, n_data: int, n_online: int) -> int:
+    """How many of ``n`` samples drawn uniformly from dataset ∪ online data come from the dataset (the
+    expected count, rounded: a stratified draw that needs no random numbers and resumes exactly)."""
+    return int(round(n * n_data / max(n_data + n_online, 1)))
 
 
 class ActionScaler:
@@ -131,8 +140,8 @@ class OnlineTrainer:
         self.offline_buffer, self.demo_buffer = offline_buffer, demo_buffer
         self.log_prefix = log_prefix
         self.step_offset = int(step_offset)
-        if cfg.offline_ratio > 0 and offline_buffer is None:
-            raise ValueError("OnlineConfig.offline_ratio > 0 needs an offline_buffer")
+        if (cfg.offline_ratio > 0 or cfg.offline_union) and offline_buffer is None:
+            raise ValueError("OnlineConfig.offline_ratio > 0 / offline_union needs an offline_buffer")
         if cfg.demo_ratio > 0 and demo_buffer is None:
             raise ValueError("OnlineConfig.demo_ratio > 0 needs a demo_buffer")
         if cfg.warmup not in ("random", "policy"):
@@ -147,8 +156,11 @@ class OnlineTrainer:
 
     def _sample(self, buffer: ReplayBuffer) -> TensorDict:
         c = self.cfg
-        n_off = int(round(c.batch_size * c.offline_ratio))
         n_demo = int(round(c.batch_size * c.demo_ratio))
+        if c.offline_union:  # uniform over dataset ∪ online data, split in proportion to the sizes
+            n_off = union_split(c.batch_size - n_demo, len(self.offline_buffer), len(buffer))  # type: ignore[arg-type]
+        else:
+            n_off = int(round(c.batch_size * c.offline_ratio))
         n_on = c.batch_size - n_off - n_demo
         parts = []
         if n_on > 0:

@@ -79,7 +79,7 @@ def test_arsq_chain_mdp_with_demos():
     experts = expert_store(10, seed=1)
     chain_store = concat_stores(behaviour_store(150, seed=0), experts)
     cfg = ARSQConfig(levels=2, bins=3, hidden_dims=(64, 64), gamma=GAMMA, tau=0.01, lr=1e-3, alpha=0.005,
-                     act_alpha=0.005, demo_alpha=0.005)
+                     act_alpha=0.005, demo_alpha=0.005, demo_weight=1.0, demo_clip_min=0.0, grad_clip=10.0)
     algo = ARSQ(N, 1, cfg)
     main = TransitionSampler.from_store(chain_store, gamma=GAMMA, seed=0)
     demo = TransitionSampler.from_store(experts, gamma=GAMMA, seed=1)
@@ -90,6 +90,22 @@ def test_arsq_chain_mdp_with_demos():
     err = critic_error(lambda o, a: algo.critic(o, a).min(0).values, 0.8)
     assert err < 0.08, err
     assert discounted_return(lambda o: algo.act(o, deterministic=True)) == pytest.approx(v_star(0), abs=1e-6)
+
+
+def test_demo_terms_match_a_reference():
+    """Both demo-term forms of the release, by hand on one sample with K=2 steps of B=3 bins."""
+    adv = torch.tensor([[[0.0, -0.5, 0.3], [-2.0, 0.0, -0.1]]])
+    bins = torch.tensor([[1, 0]])  # the demo bins
+    lse = ARSQ(3, 1, ARSQConfig(levels=2, bins=3, hidden_dims=(8,), demo_loss="lse", demo_alpha=1.0,
+                                demo_clip_min=-1.0))
+    # step 0: log(e^0 + e^0.3) - (-0.5); step 1: log(e^0 + e^-0.1) - (-2.0) -> clipped to [-1, inf)
+    ref = (np.log(np.exp(0.0) + np.exp(0.3)) + 0.5) + (np.log(1 + np.exp(-0.1)) + 2.0)
+    assert float(lse.demo_term(adv, bins)) == pytest.approx(ref, rel=1e-6)
+    margin = ARSQ(3, 1, ARSQConfig(levels=2, bins=3, hidden_dims=(8,), demo_loss="margin", demo_clip_min=1.0))
+    # step 0: mean(clamp(0 + 0.5, 1), clamp(0.3 + 0.5, 1)) = 1; step 1: mean(clamp(2, 1), clamp(1.9, 1)) = 1.95
+    assert float(margin.demo_term(adv, bins)) == pytest.approx(1.0 + 1.95, rel=1e-6)
+    with pytest.raises(ValueError, match="demo_loss"):
+        ARSQConfig(demo_loss="hinge")
 
 
 def test_demo_buffer_by_return_percentile():

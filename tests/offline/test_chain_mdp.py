@@ -29,7 +29,7 @@ def _make(name: str):
     if name == "a2pr":
         from robotrl.offline.a2pr import A2PR, A2PRConfig
 
-        return A2PR(N, 1, A2PRConfig(hidden_dims=H, vae_hidden_dims=H, gamma=GAMMA, tau=0.01, policy_noise=0.0)), 3000
+        return A2PR(N, 1, A2PRConfig(actor_hidden_dims=H, critic_hidden_dims=H, value_hidden_dims=H, vae_hidden_dims=H, gamma=GAMMA, tau=0.01, policy_noise=0.0)), 3000
     raise KeyError(name)
 
 

@@ -45,7 +45,8 @@ def test_iql_offline_then_online_and_resume(tiny_hopper, tmp_path):
 @pytest.mark.parametrize("name,params", [
     ("td3bc", {"hidden_dims": [32, 32], "batch_size": 64}),
     ("cql", {"hidden_dims": [32, 32], "batch_size": 64, "num_random": 2}),
-    ("a2pr", {"hidden_dims": [32, 32], "vae_hidden_dims": [32, 32], "batch_size": 64}),
+    ("a2pr", {"actor_hidden_dims": [32, 32], "critic_hidden_dims": [32, 32], "value_hidden_dims": [32, 32],
+              "vae_hidden_dims": [32, 32], "batch_size": 64}),
 ])
 def test_other_offline_algorithms_run(tiny_hopper, tmp_path, name, params):
     from robotrl.engine.rl_trainer import train_algo
@@ -82,3 +83,28 @@ def test_unknown_keys_are_refused(tiny_hopper, tmp_path):
     _, summary = tiny_hopper
     with pytest.raises(ValueError, match="expectle.*did you mean 'expectile'"):
         train_algo(_cfg(tmp_path, summary["files"], "iql", {"expectle": 0.9}))
+
+
+def test_a2pr_presets_follow_d4rl_names():
+    from robotrl.offline.a2pr import A2PRConfig, a2pr_preset
+
+    p = a2pr_preset("d4rl/halfcheetah-medium-replay-v2")
+    assert p["alpha"] == 40.0 and p["reg_weight"] == 0.8
+    assert a2pr_preset("hopper-medium-v5")["alpha"] == 2.5
+    assert a2pr_preset("pen-human-v1") == {}
+    A2PRConfig(**p)  # every preset key is a config field
+
+
+def test_arsq_presets_and_union_split():
+    from robotrl.offline.arsq import ARSQConfig, arsq_preset
+    from robotrl.rl.trainer import union_split
+
+    p = arsq_preset("d4rl/hopper-medium-replay-v2")
+    assert (p["levels"], p["bins"], p["demo_loss"], p["demo_weight"]) == (2, 7, "margin", 0.03)
+    ARSQConfig(**p)
+    assert arsq_preset("antmaze-umaze-v2") == {}
+    # the non-demo half of an ARSQ batch, uniform over dataset ∪ online data
+    assert union_split(256, 100_000, 0) == 256
+    assert union_split(256, 100_000, 100_000) == 128
+    assert union_split(256, 30_000, 10_000) == 192
+    assert union_split(0, 10, 10) == 0
