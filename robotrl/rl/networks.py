@@ -2,8 +2,8 @@
 
 * :class:`EnsembleCritic` evaluates ``E`` Q-networks in one batched matmul per layer
   (weights ``[E, in, out]``), so a 10-critic ensemble costs about one bigger matmul, not 10 calls.
-* :class:`TanhGaussianActor` (SAC, IQL, CQL) and :class:`DeterministicActor` (TD3, TD3+BC, A2PR)
-  output actions in ``[-1, 1]``.
+* :class:`TanhGaussianActor` (SAC, CQL) and :class:`DeterministicActor` (TD3, TD3+BC, A2PR)
+  output actions in ``[-1, 1]`` (IQL has its own Gaussian policy: tanh mean, state-independent std).
 """
 from __future__ import annotations
 
