@@ -249,8 +249,9 @@ def main() -> None:
     if a.record_run is not None:
         recs = [record_run(d) for d in a.record_run]
         res_rec, record_cmd = merge_seeds([r for r, _ in recs]), recs[0][1]
-        if len(recs) > 1:
-            record_cmd += " (seed=" + ", ".join(d.name for d in a.record_run) + " runs: the same command with seed=N)"
+        for d, (_, c) in zip(a.record_run[1:], recs[1:]):
+            seed = next((w for w in c.split() if w.startswith("seed=")), "seed=?")
+            record_cmd += f"; and the same with run_dir={d} {seed}"
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "part_residual.json").write_text(json.dumps(res_rec, indent=1))
     elif a.part in ("residual", "all") and not a.allow_partial:
