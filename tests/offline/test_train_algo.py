@@ -108,3 +108,21 @@ def test_arsq_presets_and_union_split():
     assert union_split(256, 100_000, 100_000) == 128
     assert union_split(256, 30_000, 10_000) == 192
     assert union_split(0, 10, 10) == 0
+
+
+@pytest.mark.parametrize("name", ["iql", "td3bc", "cql", "a2pr", "arsq"])
+def test_algo_yaml_params_are_the_dataclass_fields(name):
+    """conf/algo/<name>.yaml lists every params key as a field of the algorithm's config (a renamed field
+    must not leave the Hydra default behind), and the defaults build."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from robotrl.engine.rl_trainer import _registry, make_algorithm
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "algo" / f"{name}.yaml"
+    params = yaml.safe_load(conf.read_text())["params"]
+    fields = {f.name for f in dataclasses.fields(_registry()[name][1])}
+    assert set(params) <= fields, set(params) - fields
+    make_algorithm(name, 11, 3, {k: v for k, v in params.items() if v is not None})
