@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from robotrl.nn.mlp import MLP
+from robotrl.offline.common import dataset_preset
 from robotrl.rl.base import Algorithm, adam, polyak_update
 from robotrl.rl.networks import DeterministicActor, EnsembleCritic, ValueNet
 
@@ -52,10 +53,7 @@ PRESETS: dict[str, dict[str, float]] = {
 def a2pr_preset(dataset: str) -> dict[str, float]:
     """The public code's settings for a D4RL-style name (``hopper-medium-replay-v2``, ``halfcheetah-medium``);
     ``{}`` for unknown names."""
-    name = dataset.lower().rsplit("/", 1)[-1]
-    for suffix in ("-v0", "-v1", "-v2", "-v3", "-v4", "-v5"):
-        name = name.removesuffix(suffix)
-    return dict(PRESETS.get(name, {}))
+    return dataset_preset(PRESETS, dataset)
 
 
 @dataclass
@@ -118,6 +116,7 @@ class A2PR(Algorithm):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueNet(obs_dim, c.value_hidden_dims)
         self.vae = VAE(obs_dim, act_dim, c.vae_hidden_dims)
+        self._q1_head = torch.tensor([0])  # the public code's advantages and actor use Q1 alone
         self.optimizers = {
             "actor": adam(self.actor.parameters(), lr=c.actor_lr),
             "critic": adam(self.critic.parameters(), lr=c.critic_lr),
@@ -130,6 +129,10 @@ class A2PR(Algorithm):
         if not deterministic and self.cfg.expl_noise > 0:
             a = a + self.cfg.expl_noise * torch.randn_like(a)
         return a.clamp(-1.0, 1.0)
+
+    def _q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``Q_1(s, a)`` ``[B]``, computing only that member of the critic ensemble."""
+        return self.critic(obs, action, heads=self._q1_head)[0]
 
     def _step(self, name: str, loss: torch.Tensor) -> None:
         opt = self.optimizers[name]
@@ -162,7 +165,7 @@ class A2PR(Algorithm):
 
         # ---- VAE on the dataset actions with positive advantage
         with torch.no_grad():
-            q1_data = self.critic(obs, action)[0]
+            q1_data = self._q1(obs, action)
             w = c.vae_weight * (q1_data > v).float()
         recon, mu, log_std = self.vae(obs, action)
         recon_loss = (w.unsqueeze(-1) * (recon - action) ** 2).mean()
@@ -178,11 +181,11 @@ class A2PR(Algorithm):
             self.critic.requires_grad_(False)
             self.vae.requires_grad_(False)  # the gradient still flows through the VAE into pi
             pi = self.actor(obs)
-            q_pi = self.critic(obs, pi)[0]
+            q_pi = self._q1(obs, pi)
             lmbda = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
             recon_pi, _, _ = self.vae(obs, pi)
             with torch.no_grad():
-                q1_recon = self.critic(obs, recon_pi)[0]
+                q1_recon = self._q1(obs, recon_pi)
                 use_vae = q1_recon >= q1_data
                 weight = c.reg_weight * ((q1_recon >= v) | (q1_data > v)).float()
             target = torch.where(use_vae.unsqueeze(-1), recon_pi, action)

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robotrl.offline.common import dataset_preset
 from robotrl.rl.base import Algorithm, adam, polyak_update
 
 __all__ = ["ARSQConfig", "ARSQ", "CoarseToFine", "PRESETS", "arsq_preset"]
@@ -63,10 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def arsq_preset(dataset: str) -> dict[str, Any]:
     """The public code's settings for a D4RL-style name (``hopper-medium-replay-v2``); ``{}`` if unknown."""
-    name = dataset.lower().rsplit("/", 1)[-1]
-    for suffix in ("-v0", "-v1", "-v2", "-v3", "-v4", "-v5"):
-        name = name.removesuffix(suffix)
-    return dict(PRESETS.get(name, {}))
+    return dataset_preset(PRESETS, dataset)
 
 
 @dataclass
@@ -296,8 +294,8 @@ class ARSQ(Algorithm):
             others = adv.scatter(2, bins.unsqueeze(-1), float("-inf"))
             soft = c.demo_alpha * torch.logsumexp(others / c.demo_alpha, dim=-1, keepdim=True)
             return (soft - chosen).clamp(c.demo_clip_min, c.demo_clip_max).sum((1, 2))
-        diff = (adv - chosen).clamp(c.demo_clip_min, c.demo_clip_max)          # the demo bin's own 0 ...
-        own = torch.tensor(0.0).clamp(c.demo_clip_min, c.demo_clip_max)         # ... is taken out again
+        diff = (adv - chosen).clamp(c.demo_clip_min, c.demo_clip_max)
+        own = min(max(0.0, c.demo_clip_min), c.demo_clip_max)  # the demo bin's own (clamped) 0, taken out again
         return ((diff.sum(-1) - own) / (adv.shape[-1] - 1)).sum(-1)
 
     def critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

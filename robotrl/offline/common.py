@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +24,7 @@ from robotrl.data.episode_store import EpisodeStore
 from robotrl.data.errors import DataShapeError
 
 __all__ = ["TransitionSampler", "check_dataset_env", "episode_returns", "top_return_episodes",
-           "locomotion_reward_scale", "D4RL_ENV_VERSIONS"]
+           "locomotion_reward_scale", "D4RL_ENV_VERSIONS", "dataset_preset"]
 
 #: the mujoco-py environment each D4RL locomotion body was recorded on, and its gymnasium stand-in
 D4RL_ENV_VERSIONS = {
@@ -32,6 +33,13 @@ D4RL_ENV_VERSIONS = {
     "walker2d": ("Walker2d-v3 (mujoco-py)", "Walker2d-v5"),
     "ant": ("Ant-v3 (mujoco-py)", "Ant-v5"),
 }
+
+
+def dataset_preset(presets: Mapping[str, Mapping[str, Any]], dataset: str) -> dict[str, Any]:
+    """A copy of ``presets[name]`` for a D4RL-style dataset name, ignoring a folder prefix and the version
+    (``d4rl/hopper-medium-replay-v2`` -> ``hopper-medium-replay``); ``{}`` when there is none."""
+    name = re.sub(r"-v\d+$", "", dataset.strip().lower().rsplit("/", 1)[-1])
+    return dict(presets.get(name, {}))
 
 
 class TransitionSampler:

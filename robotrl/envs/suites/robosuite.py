@@ -72,7 +72,7 @@ class RobosuiteEnv(gym.Env):
             controller="BASIC", robot=robots
         )
         saved = np.random.get_state()
-        np.random.seed(int(model_seed))  # robosuite draws model randomness (Lift's cube size) here
+        np.random.seed(int(model_seed))  # robosuite draws model randomness (Lift's cube size) while building
         try:
             self._env = robosuite.make(
                 task,
@@ -91,18 +91,14 @@ class RobosuiteEnv(gym.Env):
                 hard_reset=kwargs.pop("hard_reset", False),
                 **kwargs,
             )
-        finally:
-            np.random.set_state(saved)
-        ctx = getattr(self._env.sim, "_render_context_offscreen", None)
-        if offscreen and fast_render and ctx is not None:
-            disable_shadows(ctx.scn)
-        low, high = self._env.action_spec
-        self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
-        saved = np.random.get_state()
-        try:
+            ctx = getattr(self._env.sim, "_render_context_offscreen", None)
+            if offscreen and fast_render and ctx is not None:
+                disable_shadows(ctx.scn)
             raw = self._env.reset()
         finally:
             np.random.set_state(saved)
+        low, high = self._env.action_spec
+        self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self.observation_space = dict_obs_space(
             self._state(raw).shape[0],
             raw["robot0_proprio-state"].shape[0],
