@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset-size", type=int, default=None)
     p.add_argument("--online-steps", type=int, default=None, help="ARSQ vs IQL fine-tuning env steps (0: skip)")
     p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--a2pr-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="A2PRConfig fields over its per-dataset preset (an ablation, e.g. detach_target=true)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--d3rlpy", "--d3rlpy-python", dest="d3rlpy", default=None, metavar="PYTHON",
                    help="python of the d3rlpy venv (peer for iql/td3bc); default .venv-d3rlpy/bin/python if it "
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
                 for s in range(seeds):
                     t = time.time()
                     out = run(algo, env_id, kind, files[kind], steps, s, args.episodes, run_root,
-                              params=_params(algo, env_id, kind))
+                              params=_params(algo, env_id, kind, args.a2pr_set))
                     per_seed.extend(out["normalized_score"] if isinstance(out["normalized_score"], list) else
                                     [float(x) for x in _scores(env_id, out["returns"])])
                     sps.append(out["offline_grad_steps_per_s"])
@@ -214,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python -m bench.offline" + (" --quick" if q else "") + ("" if argv is None else " " + " ".join(a for a in argv if a != "--quick"))
     notes = [f"datasets: robotrl SAC {sac_steps} env steps, {dsize} transitions per medium file (D4RL: 1M); "
              f"offline budgets {steps} gradient steps (papers: 1M). ARSQ uses 2x256 MLPs here (paper 3x512). "
-             "A2PR uses its public code's per-dataset settings (robotrl.offline.a2pr.PRESETS).",
+             "A2PR uses its public code's per-dataset settings (robotrl.offline.a2pr.PRESETS)"
+             + (f", with {' '.join(args.a2pr_set)}." if args.a2pr_set else "."),
              "d3rlpy peer not run in this result (needs its own venv: gymnasium 1.0 pin; bash scripts/install_d3rlpy.sh)."
              if d3 is None else
              f"d3rlpy {d3_version} peer: bench/d3rlpy_runner.py in .venv-d3rlpy (gymnasium 1.0.0, same torch 2.13 CPU, "
@@ -228,12 +231,21 @@ def main(argv: list[str] | None = None) -> None:
     print("[bench] per-seed scores:", json.dumps(raw))
 
 
-def _params(algo: str, env_id: str, kind: str) -> dict | None:
-    """A2PR takes its public code's per-dataset settings (alpha 40 on halfcheetah, reg/VAE weights, gamma)."""
+def _params(algo: str, env_id: str, kind: str, a2pr_set: list[str] | None = None) -> dict | None:
+    """A2PR takes its public code's per-dataset settings (alpha 40 on halfcheetah, reg/VAE weights, gamma),
+    then the ``--a2pr-set KEY=VALUE`` overrides (values parsed as YAML)."""
     if algo == "a2pr":
+        import yaml
+
         from robotrl.offline.a2pr import a2pr_preset
 
-        return a2pr_preset(f"{BODY[env_id]}-{kind}")
+        over = {}
+        for kv in a2pr_set or []:
+            if "=" not in kv:
+                raise SystemExit(f"--a2pr-set expects KEY=VALUE, got {kv!r}")
+            k, v = kv.split("=", 1)
+            over[k] = yaml.safe_load(v)
+        return {**a2pr_preset(f"{BODY[env_id]}-{kind}"), **over}
     return None
 
 

@@ -28,9 +28,12 @@ def main(cfg: DictConfig) -> None:
             out = (train_residual if name == "residual" else train_rlpd)(cfg)
             print(json.dumps(out, indent=2, default=str))
             return
-        from robotrl.engine.rl_trainer import train_algo
+        from hydra.core.hydra_config import HydraConfig
 
-        out = train_algo(cfg)
+        from robotrl.engine.rl_trainer import explicit_param_overrides, train_algo
+
+        # algo.params.* given on the command line win over the per-dataset preset (algo.preset)
+        out = train_algo(cfg, explicit_params=explicit_param_overrides(HydraConfig.get().overrides.task))
         print(json.dumps(out, indent=2, default=str))
         return
     from robotrl.engine.policy_trainer import train_policy

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from robotrl.engine.checkpoint import load_checkpoint, save_checkpoint
 from robotrl.engine.logger import Logger
 from robotrl.utils.seeding import rng_state, seed_everything, set_rng_state
 
-__all__ = ["train_algo", "ALGORITHMS", "make_algorithm"]
+__all__ = ["train_algo", "ALGORITHMS", "make_algorithm", "apply_preset", "explicit_param_overrides"]
 
 
 def _registry() -> dict[str, tuple[type, type, bool]]:
@@ -52,7 +52,62 @@ def _registry() -> dict[str, tuple[type, type, bool]]:
 ALGORITHMS = ("iql", "td3bc", "cql", "a2pr", "arsq", "sac", "td3")
 
 _ALGO_KEYS = {"name", "params", "offline_steps", "online_steps", "eval_every", "eval_episodes", "log_every",
-              "ckpt_every", "env_id", "finetune"}
+              "ckpt_every", "env_id", "finetune", "preset"}
+
+
+def _preset_table(name: str) -> Any:
+    """The per-dataset settings lookup of an algorithm that has one (A2PR, ARSQ), else None."""
+    if name == "a2pr":
+        from robotrl.offline.a2pr import a2pr_preset
+
+        return a2pr_preset
+    if name == "arsq":
+        from robotrl.offline.arsq import arsq_preset
+
+        return arsq_preset
+    return None
+
+
+def apply_preset(name: str, preset: str | None, dataset_name: str, params: Mapping[str, Any],
+                 explicit: Iterable[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` with the algorithm's per-dataset settings filled in; returns ``(params, applied)``.
+
+    ``preset``: ``None`` / ``"none"`` (nothing applied), ``"auto"`` (look up ``dataset_name``,
+    e.g. ``hopper-medium-replay-v5``) or a D4RL-style name to look up instead. Keys in ``explicit``
+    (the ``algo.params.*`` the user set; default: every key of ``params``) keep the user's value.
+    An explicit preset name that the algorithm does not know is an error; ``auto`` on an unknown
+    dataset applies nothing.
+    """
+    params = dict(params)
+    if preset is None or str(preset).lower() in ("none", "null", "false", ""):
+        return params, {}
+    lookup = _preset_table(name)
+    key = dataset_name if str(preset).lower() == "auto" else str(preset)
+    if lookup is None:
+        if str(preset).lower() == "auto":
+            return params, {}
+        raise ValueError(f"algo.preset={preset!r}: algo {name!r} has no per-dataset presets (a2pr and arsq do)")
+    values = lookup(key)
+    if not values and str(preset).lower() != "auto":
+        import robotrl.offline.a2pr as a2pr_mod
+        import robotrl.offline.arsq as arsq_mod
+
+        known = sorted((a2pr_mod if name == "a2pr" else arsq_mod).PRESETS)
+        raise ValueError(f"algo.preset={preset!r}: no {name} preset of that name; known: {known}")
+    keep = set(params) if explicit is None else set(explicit)
+    applied = {k: v for k, v in values.items() if k not in keep}
+    params.update(applied)
+    return params, applied
+
+
+def explicit_param_overrides(overrides: Iterable[str]) -> set[str]:
+    """The ``algo.params.<key>`` names set in Hydra command-line overrides (``algo.params.alpha=40``)."""
+    out = set()
+    for o in overrides:
+        lhs = str(o).split("=", 1)[0].lstrip("+~")
+        if lhs.startswith("algo.params."):
+            out.add(lhs[len("algo.params."):].split(".", 1)[0])
+    return out
 
 
 def make_algorithm(name: str, obs_dim: int, act_dim: int, params: Mapping[str, Any] | None = None) -> Any:
@@ -100,8 +155,13 @@ def _load_dataset(dcfg: Mapping[str, Any], env_cfg: Mapping[str, Any]):
     return store
 
 
-def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """Run (or resume) offline training + optional online fine-tuning; return the final evaluation."""
+def train_algo(cfg: DictConfig | Mapping[str, Any], explicit_params: Iterable[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) offline training + optional online fine-tuning; return the final evaluation.
+
+    ``algo.preset`` (A2PR, ARSQ; ``auto`` in their configs) fills in the per-dataset settings of the
+    authors' code for the dataset's D4RL name; ``explicit_params`` names the ``algo.params`` keys
+    the user set, which the preset leaves alone (default: every key given in ``algo.params``).
+    """
     from tqdm.auto import tqdm
 
     from robotrl.offline.common import TransitionSampler, episode_returns, locomotion_reward_scale, top_return_episodes
@@ -118,6 +178,12 @@ def train_algo(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown algo.name {name!r}; known: {sorted(reg)}")
     _, _, offline = reg[name]
     params = dict(a.get("params") or {})
+    dname = str((c.get("dataset") or {}).get("d4rl_name") or (c.get("dataset") or {}).get("name") or "")
+    params, applied = apply_preset(name, a.get("preset"), dname, params, explicit_params)
+    if applied:
+        print(f"[robotrl] {name}: per-dataset settings for {dname if str(a.get('preset')) == 'auto' else a.get('preset')}: "
+              + " ".join(f"{k}={v}" for k, v in applied.items()) + " (algo.preset=none to keep the config's)")
+        c["algo"] = {**a, "params": params, "preset_applied": applied}
     run_dir = Path(c["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     if c.get("num_threads"):
