@@ -173,6 +173,29 @@ def record_run(run_dir: Path) -> tuple[dict, str]:
     return res, cmd
 
 
+def record_rlpd(run_dir: Path) -> tuple[dict, str]:
+    """The RLPD part from a ``robotrl-train algo=rlpd`` run: its evaluation curve (20 episodes each; sparse
+    reward, so the mean return is the success rate), the env steps reached and the update rate."""
+    import yaml
+
+    from robotrl.engine.logger import read_metrics
+
+    if not (run_dir / "metrics.jsonl").exists():
+        raise SystemExit(f"--record-rlpd {run_dir}: no metrics.jsonl there")
+    rows_m = read_metrics(run_dir)
+    curve = [{"env_steps": int(r["step"]), "mean_return": r["online_eval/mean_return"]}
+             for r in rows_m if "online_eval/mean_return" in r]
+    ups = [r["online_train/updates_per_s"] for r in rows_m if "online_train/updates_per_s" in r]
+    last = max((int(r["step"]) for r in rows_m), default=0)
+    res = {"curve": curve, "final_success_20": curve[-1]["mean_return"] if curve else None,
+           "env_steps_per_s": float("nan"), "updates_per_s": float(np.median(ups)) if ups else float("nan"),
+           "steps": last}
+    ov = run_dir / "hydra" / "overrides.yaml"
+    cmd = "robotrl-train " + " ".join(f"'{o}'" if any(ch in o for ch in "[],") else o
+                                      for o in (yaml.safe_load(ov.read_text()) if ov.exists() else []))
+    return res, cmd
+
+
 def merge_seeds(results: list[dict]) -> dict:
     """One residual part from several seeds' runs: means of the final 50-episode success, the base's success
     and the loop speeds; the curve is the per-step mean over the seeds that reached that step; the per-seed
@@ -231,6 +254,8 @@ def main() -> None:
     ap.add_argument("--record-run", type=Path, nargs="+", default=None, metavar="RUN_DIR",
                     help="take the residual part from finished robotrl-train algo=residual runs (CLI) instead; "
                          "several runs (seeds) are averaged")
+    ap.add_argument("--record-rlpd", type=Path, default=None, metavar="RUN_DIR",
+                    help="take the RLPD part from a robotrl-train algo=rlpd run (resumable across sessions)")
     ap.add_argument("--note", action="append", default=[], help="extra note for the result (repeatable)")
     ap.set_defaults(part="all")
     a = ap.parse_args()
@@ -256,7 +281,12 @@ def main() -> None:
         (OUT / "part_residual.json").write_text(json.dumps(res_rec, indent=1))
     elif a.part in ("residual", "all") and not a.allow_partial:
         run_residual_part(a.quick, steps)
-    if a.part in ("rlpd", "all") and not a.allow_partial and a.record_run is None:
+    rlpd_cmd = ""
+    if a.record_rlpd is not None:
+        rl_rec, rlpd_cmd = record_rlpd(a.record_rlpd)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "part_rlpd.json").write_text(json.dumps(rl_rec, indent=1))
+    elif a.part in ("rlpd", "all") and not a.allow_partial and a.record_run is None:
         run_rlpd_part(a.quick, steps)
     pr, pl = OUT / "part_residual.json", OUT / "part_rlpd.json"
     cut = ""
@@ -301,10 +331,15 @@ def main() -> None:
              "instead of 2x1024 to fit the CPU budget.", f"plot: bench/results/{TASK['plot']}"]
     if cut:
         notes.append(cut)
+    if a.record_rlpd is not None and rl["steps"] < n:
+        notes.append(f"RLPD run {a.record_rlpd} has reached env step {rl['steps']} of {n} so far (resumable; its last "
+                     "evaluation is reported)")
     notes += a.note
     cmd = "python -m bench.residual" + (f" --task {a.task}" if a.task != "armlift" else "") + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
     if record_cmd:
         cmd += f" --record-run {' '.join(map(str, a.record_run))}  (residual: {record_cmd})"
+    if rlpd_cmd:
+        cmd += f" --record-rlpd {a.record_rlpd}  (RLPD: {rlpd_cmd})"
     write_result(TASK["result"], cmd, rows, a.quick, notes=notes, regenerate=False)
     print(json.dumps(rows, indent=1))
 

@@ -147,11 +147,13 @@ def train_rlpd(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     store = ensure_dataset(c["dataset"], env_cfg, bool(c.get("progress", True)))
     rc = config_from_dict(RLPDConfig, algo.get("rlpd"), where="algo.rlpd")
     tr = dict(algo.get("train") or {})
-    unknown = sorted(set(tr) - {"total_env_steps", "eval_every", "eval_episodes"})
+    known = {"total_env_steps", "eval_every", "eval_episodes", "ckpt_every"}
+    unknown = sorted(set(tr) - known)
     if unknown:
-        raise ValueError(f"algo.train: unknown key(s) {unknown}; known: ['eval_episodes', 'eval_every', 'total_env_steps']")
+        raise ValueError(f"algo.train: unknown key(s) {unknown}; known: {sorted(known)}")
     ev = c.get("eval") or {}
     out = run_rlpd(env_cfg, store, int(tr.get("total_env_steps", 100_000)), c["run_dir"], rc, seed=int(c.get("seed", 0)),
                    eval_every=int(tr.get("eval_every", 5_000)), eval_episodes=int(tr.get("eval_episodes", 20)),
-                   eval_seed=int(ev.get("seed", 100_000)), progress=bool(c.get("progress", True)))
+                   eval_seed=int(ev.get("seed", 100_000)), progress=bool(c.get("progress", True)),
+                   ckpt_every=int(tr.get("ckpt_every", 10_000)))
     return {k: v for k, v in out.items() if k != "last_eval"}

@@ -75,8 +75,11 @@ def demo_buffer_from_store(store: Any, action_space: Any, n_step: int = 1, gamma
 
 def run_rlpd(env_cfg: Any, demo_store: Any, total_env_steps: int, run_dir: str | Path, cfg: RLPDConfig | None = None,
              seed: int = 0, eval_every: int = 5_000, eval_episodes: int = 20, eval_seed: int = 100_000,
-             progress: bool = True) -> dict[str, Any]:
-    """Train RLPD for ``total_env_steps``; returns the trainer's summary plus the eval curve."""
+             progress: bool = True, ckpt_every: int = 10_000) -> dict[str, Any]:
+    """Train (or resume) RLPD for ``total_env_steps``; returns the trainer's summary plus the eval curve.
+
+    Every ``ckpt_every`` env steps the trainer checkpoints atomically with its replay buffer, so
+    calling again with the same ``run_dir`` resumes exactly (0: no checkpoints, a fresh run)."""
     from robotrl.engine.logger import read_metrics
     from robotrl.envs import make_env
 
@@ -89,7 +92,8 @@ def run_rlpd(env_cfg: Any, demo_store: Any, total_env_steps: int, run_dir: str |
     oc = OnlineConfig(total_env_steps=int(total_env_steps), start_steps=c.start_steps, batch_size=c.batch_size,
                       utd=float(c.utd), n_step=c.n_step, gamma=c.gamma, offline_ratio=c.demo_ratio,
                       eval_every=eval_every, eval_episodes=eval_episodes, eval_num_envs=1, eval_seed=eval_seed,
-                      ckpt_every=0, save_buffer=False, seed=seed, progress=progress, tensorboard=False)
+                      ckpt_every=int(ckpt_every), save_buffer=bool(ckpt_every), seed=seed, progress=progress,
+                      tensorboard=False)
     out = OnlineTrainer(algo, env_cfg, oc, run_dir, offline_buffer=demo).run()
     rows = read_metrics(Path(run_dir))
     # sparse reward 1 on the success step, episodes end on success: the mean return is the success rate
