@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--result", default="offline",
                    help="name of the result file bench/results/NAME.json (e.g. offline_d3rlpy for a peer-only run)")
     args = p.parse_args(argv)
+    if args.a2pr_set and ("a2pr" not in args.algos or args.result == "offline"):
+        p.error("--a2pr-set is an ablation: run it with a2pr in --algos and its own --result name")
     d3 = _resolve_d3rlpy(args.d3rlpy)
     d3_version = None
     torch.set_num_threads(1)

@@ -145,7 +145,8 @@ def run_rlpd_part(quick: bool, steps: int) -> dict:
 
         shutil.rmtree(run_dir)
     out = run_rlpd(ENV, store, steps, run_dir, RLPDConfig(utd=2, start_steps=min(500, steps // 4)), seed=0,
-                   eval_every=max(steps // 5, 500), eval_episodes=20, eval_seed=EVAL_SEED, progress=False)
+                   eval_every=max(steps // 5, 500), eval_episodes=20, eval_seed=EVAL_SEED, progress=False,
+                   ckpt_every=0)  # a timed run: no periodic buffer checkpoints
     wall = time.time() - t0
     res = {"curve": out["curve"], "final_success_20": out["curve"][-1]["mean_return"] if out["curve"] else None,
            "env_steps_per_s": steps / wall, "updates_per_s": out["updates_per_s"], "updates": out["updates"],
@@ -175,21 +176,22 @@ def record_run(run_dir: Path) -> tuple[dict, str]:
 
 def record_rlpd(run_dir: Path) -> tuple[dict, str]:
     """The RLPD part from a ``robotrl-train algo=rlpd`` run: its evaluation curve (20 episodes each; sparse
-    reward, so the mean return is the success rate), the env steps reached and the update rate."""
+    reward, so the mean return is the success rate; resumes resolved), the env steps reached, the update
+    rate and the run's UTD / env (from its recorded configs)."""
     import yaml
 
-    from robotrl.engine.logger import read_metrics
+    from robotrl.engine.logger import metric_series, read_metrics
 
     if not (run_dir / "metrics.jsonl").exists():
         raise SystemExit(f"--record-rlpd {run_dir}: no metrics.jsonl there")
     rows_m = read_metrics(run_dir)
-    curve = [{"env_steps": int(r["step"]), "mean_return": r["online_eval/mean_return"]}
-             for r in rows_m if "online_eval/mean_return" in r]
-    ups = [r["online_train/updates_per_s"] for r in rows_m if "online_train/updates_per_s" in r]
-    last = max((int(r["step"]) for r in rows_m), default=0)
+    curve = [{"env_steps": s, "mean_return": v} for s, v in metric_series(rows_m, "online_eval/mean_return")]
+    ups = [v for _, v in metric_series(rows_m, "online_train/updates_per_s")]
+    steps = [s for s, _ in metric_series(rows_m, "online_rollout/episode_return")]
+    oc = json.loads((run_dir / "online_config.json").read_text()) if (run_dir / "online_config.json").exists() else {}
     res = {"curve": curve, "final_success_20": curve[-1]["mean_return"] if curve else None,
-           "env_steps_per_s": float("nan"), "updates_per_s": float(np.median(ups)) if ups else float("nan"),
-           "steps": last}
+           "env_steps_per_s": None, "updates_per_s": float(np.median(ups)) if ups else None,
+           "steps": max(steps + [c["env_steps"] for c in curve], default=0), "utd": oc.get("utd")}
     ov = run_dir / "hydra" / "overrides.yaml"
     cmd = "robotrl-train " + " ".join(f"'{o}'" if any(ch in o for ch in "[],") else o
                                       for o in (yaml.safe_load(ov.read_text()) if ov.exists() else []))
@@ -292,14 +294,8 @@ def main() -> None:
     cut = ""
     if (a.allow_partial or a.record_run is not None) and pr.exists() and not pl.exists() \
             and (OUT / "rlpd_run" / "metrics.jsonl").exists():
-        from robotrl.engine.logger import read_metrics
-
-        rows_m = read_metrics(OUT / "rlpd_run")
-        curve = [{"env_steps": int(r["step"]), "mean_return": r["online_eval/mean_return"]}
-                 for r in rows_m if "online_eval/mean_return" in r]
-        last = max((int(r["step"]) for r in rows_m), default=0)
-        rl = {"curve": curve, "final_success_20": curve[-1]["mean_return"] if curve else None,
-              "env_steps_per_s": float("nan"), "updates_per_s": float("nan"), "steps": last}
+        rl, _ = record_rlpd(OUT / "rlpd_run")
+        last = rl["steps"]
         cut = f"RLPD was stopped at env step ~{last} (its last evaluation is reported), not run to the residual's budget."
     elif not (pr.exists() and pl.exists()):
         print(f"[bench.residual] waiting for the other part ({pr.exists()=}, {pl.exists()=})")
@@ -331,9 +327,12 @@ def main() -> None:
              "instead of 2x1024 to fit the CPU budget.", f"plot: bench/results/{TASK['plot']}"]
     if cut:
         notes.append(cut)
-    if a.record_rlpd is not None and rl["steps"] < n:
-        notes.append(f"RLPD run {a.record_rlpd} has reached env step {rl['steps']} of {n} so far (resumable; its last "
-                     "evaluation is reported)")
+    if a.record_rlpd is not None:
+        if rl.get("utd") not in (None, 2, 2.0):
+            notes.append(f"the recorded RLPD run used UTD {rl['utd']} (the row label says 2)")
+        if rl["steps"] < n:
+            notes.append(f"RLPD run {a.record_rlpd} has reached env step {rl['steps']} of {n} so far (resumable; its "
+                         "last evaluation is reported)")
     notes += a.note
     cmd = "python -m bench.residual" + (f" --task {a.task}" if a.task != "armlift" else "") + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
     if record_cmd:

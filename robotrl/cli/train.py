@@ -33,7 +33,8 @@ def main(cfg: DictConfig) -> None:
         from robotrl.engine.rl_trainer import explicit_param_overrides, train_algo
 
         # algo.params.* given on the command line win over the per-dataset preset (algo.preset)
-        out = train_algo(cfg, explicit_params=explicit_param_overrides(HydraConfig.get().overrides.task))
+        task = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        out = train_algo(cfg, explicit_params=explicit_param_overrides(task))
         print(json.dumps(out, indent=2, default=str))
         return
     from robotrl.engine.policy_trainer import train_policy

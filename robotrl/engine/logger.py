@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 
 class Logger:
@@ -37,7 +37,8 @@ class Logger:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """All rows of ``metrics.jsonl`` (later rows win after a resume re-logs a step)."""
+    """All rows of ``metrics.jsonl`` in file order (a resumed run re-logs steps after its checkpoint: use
+    :func:`metric_series` for one metric's curve)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
@@ -50,3 +51,17 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError:  # a line cut by a kill
                 continue
     return rows
+
+
+def metric_series(rows: list[dict], key: str) -> list[tuple[int, Any]]:
+    """``(step, value)`` of ``key`` over ``rows`` with resumes resolved: a row whose step is not past the
+    previous one (the run restarted from an earlier checkpoint) drops the rows it supersedes."""
+    out: list[tuple[int, Any]] = []
+    for r in rows:
+        if key not in r:
+            continue
+        step = int(r["step"])
+        while out and out[-1][0] >= step:
+            out.pop()
+        out.append((step, r[key]))
+    return out

@@ -69,39 +69,70 @@ def _preset_table(name: str) -> Any:
 
 
 def apply_preset(name: str, preset: str | None, dataset_name: str, params: Mapping[str, Any],
-                 explicit: Iterable[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                 explicit: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """``params`` with the algorithm's per-dataset settings filled in; returns ``(params, applied)``.
 
     ``preset``: ``None`` / ``"none"`` (nothing applied), ``"auto"`` (look up ``dataset_name``,
-    e.g. ``hopper-medium-replay-v5``) or a D4RL-style name to look up instead. Keys in ``explicit``
-    (the ``algo.params.*`` the user set; default: every key of ``params``) keep the user's value.
-    An explicit preset name that the algorithm does not know is an error; ``auto`` on an unknown
-    dataset applies nothing.
+    e.g. ``hopper-medium-replay-v5``) or a D4RL-style name to look up instead. The user's values win:
+    keys named in ``explicit`` (the ``algo.params.*`` set on the command line) and keys whose value
+    differs from the algorithm's dataclass default (set in a config file, a dict, ...). ``applied``
+    lists only the values that changed. An explicit preset name the algorithm does not know is an
+    error; ``auto`` on an unknown dataset applies nothing.
     """
+    import dataclasses
+
     params = dict(params)
-    if preset is None or str(preset).lower() in ("none", "null", "false", ""):
+    mode = "none" if preset is None else str(preset).strip()
+    if mode.lower() in ("none", "null", "false", ""):
         return params, {}
+    auto = mode.lower() == "auto"
     lookup = _preset_table(name)
-    key = dataset_name if str(preset).lower() == "auto" else str(preset)
     if lookup is None:
-        if str(preset).lower() == "auto":
+        if auto:
             return params, {}
         raise ValueError(f"algo.preset={preset!r}: algo {name!r} has no per-dataset presets (a2pr and arsq do)")
-    values = lookup(key)
-    if not values and str(preset).lower() != "auto":
+    values = lookup(dataset_name if auto else mode)
+    if not values and not auto:
         import robotrl.offline.a2pr as a2pr_mod
         import robotrl.offline.arsq as arsq_mod
 
         known = sorted((a2pr_mod if name == "a2pr" else arsq_mod).PRESETS)
         raise ValueError(f"algo.preset={preset!r}: no {name} preset of that name; known: {known}")
-    keep = set(params) if explicit is None else set(explicit)
-    applied = {k: v for k, v in values.items() if k not in keep}
+    fields = {f.name: f.default for f in dataclasses.fields(_registry()[name][1])}
+
+    def same(a: Any, b: Any) -> bool:
+        norm = lambda x: tuple(x) if isinstance(x, (list, tuple)) else x  # noqa: E731
+        return norm(a) == norm(b)
+
+    keep = set(explicit) | {k for k, v in params.items() if k in fields and not same(v, fields[k])}
+    applied = {k: v for k, v in values.items() if k not in keep and not same(params.get(k, fields.get(k)), v)}
     params.update(applied)
     return params, applied
 
 
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _check_resumed_params(path: Path, saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> None:
+    """A resumed run must have the hyper-parameters it was started with (``max_steps`` may grow with
+    ``algo.offline_steps``); checkpoints written before parameters were recorded are not checked."""
+    if saved is None:
+        return
+    diff = {k: (saved.get(k), now.get(k)) for k in set(saved) | set(now)
+            if k != "max_steps" and saved.get(k) != now.get(k)}
+    if diff:
+        detail = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in sorted(diff.items()))
+        raise ValueError(f"{path} was trained with other algo.params ({detail}); set them back "
+                         "(algo.params.<key>=..., or algo.preset=none / another preset), or use another run_dir")
+
+
 def explicit_param_overrides(overrides: Iterable[str]) -> set[str]:
-    """The ``algo.params.<key>`` names set in Hydra command-line overrides (``algo.params.alpha=40``)."""
+    """The ``algo.params.<key>`` names set in Hydra command-line overrides (``algo.params.alpha=40``,
+    ``+algo.params.x=1``, ``++algo.params.x=1``); values given as a whole dict count through
+    :func:`apply_preset`'s differs-from-default rule."""
     out = set()
     for o in overrides:
         lhs = str(o).split("=", 1)[0].lstrip("+~")
@@ -160,7 +191,8 @@ def train_algo(cfg: DictConfig | Mapping[str, Any], explicit_params: Iterable[st
 
     ``algo.preset`` (A2PR, ARSQ; ``auto`` in their configs) fills in the per-dataset settings of the
     authors' code for the dataset's D4RL name; ``explicit_params`` names the ``algo.params`` keys
-    the user set, which the preset leaves alone (default: every key given in ``algo.params``).
+    set on the command line, which the preset leaves alone (as it does values that differ from the
+    algorithm's defaults). A resumed run must resolve to the parameters it was started with.
     """
     from tqdm.auto import tqdm
 
@@ -179,11 +211,13 @@ def train_algo(cfg: DictConfig | Mapping[str, Any], explicit_params: Iterable[st
     _, _, offline = reg[name]
     params = dict(a.get("params") or {})
     dname = str((c.get("dataset") or {}).get("d4rl_name") or (c.get("dataset") or {}).get("name") or "")
-    params, applied = apply_preset(name, a.get("preset"), dname, params, explicit_params)
+    params, applied = apply_preset(name, a.get("preset"), dname, params, explicit_params or ())
     if applied:
-        print(f"[robotrl] {name}: per-dataset settings for {dname if str(a.get('preset')) == 'auto' else a.get('preset')}: "
-              + " ".join(f"{k}={v}" for k, v in applied.items()) + " (algo.preset=none to keep the config's)")
-        c["algo"] = {**a, "params": params, "preset_applied": applied}
+        which = dname if str(a.get("preset")).strip().lower() == "auto" else a.get("preset")
+        print(f"[robotrl] {name}: per-dataset settings for {which}: " + " ".join(f"{k}={v}" for k, v in applied.items())
+              + " (algo.preset=none to keep the config's)")
+        c["algo"] = {**a, "params": params}
+        c["preset_applied"] = applied
     run_dir = Path(c["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     if c.get("num_threads"):
@@ -240,6 +274,7 @@ def train_algo(cfg: DictConfig | Mapping[str, Any], explicit_params: Iterable[st
         if blob.get("algo_name") != name:
             raise ValueError(f"{ckpt_path} was written by algo {blob.get('algo_name')!r}, not {name!r}; "
                              "use another run_dir or resume=false")
+        _check_resumed_params(ckpt_path, blob.get("params"), _config_dict(acfg))
         algo.load_state_dict(blob["algo"])
         step = int(blob["step"])
         set_rng_state(blob["rng"], gen)
@@ -250,7 +285,7 @@ def train_algo(cfg: DictConfig | Mapping[str, Any], explicit_params: Iterable[st
 
     def save(step: int) -> None:
         save_checkpoint(ckpt_path, {"algo": algo.state_dict(), "step": step, "rng": rng_state(gen), "algo_name": name,
-                                    "sampler_rng": sampler.gen.get_state(),
+                                    "params": _config_dict(acfg), "sampler_rng": sampler.gen.get_state(),
                                     "demo_rng": demo.gen.get_state() if demo is not None else None})
 
     def sample() -> Any:

@@ -78,9 +78,10 @@ def run_rlpd(env_cfg: Any, demo_store: Any, total_env_steps: int, run_dir: str |
              progress: bool = True, ckpt_every: int = 10_000) -> dict[str, Any]:
     """Train (or resume) RLPD for ``total_env_steps``; returns the trainer's summary plus the eval curve.
 
-    Every ``ckpt_every`` env steps the trainer checkpoints atomically with its replay buffer, so
-    calling again with the same ``run_dir`` resumes exactly (0: no checkpoints, a fresh run)."""
-    from robotrl.engine.logger import read_metrics
+    Every ``ckpt_every`` env steps (and at the end) the trainer checkpoints atomically with its replay
+    buffer; calling again with the same ``run_dir`` resumes from there (episodes in progress restart).
+    ``ckpt_every=0``: only the final checkpoint, without the buffer."""
+    from robotrl.engine.logger import metric_series, read_metrics
     from robotrl.envs import make_env
 
     c = cfg or RLPDConfig()
@@ -97,6 +98,5 @@ def run_rlpd(env_cfg: Any, demo_store: Any, total_env_steps: int, run_dir: str |
     out = OnlineTrainer(algo, env_cfg, oc, run_dir, offline_buffer=demo).run()
     rows = read_metrics(Path(run_dir))
     # sparse reward 1 on the success step, episodes end on success: the mean return is the success rate
-    out["curve"] = [{"env_steps": int(r["step"]), "mean_return": r["online_eval/mean_return"]}
-                    for r in rows if "online_eval/mean_return" in r]
+    out["curve"] = [{"env_steps": s, "mean_return": v} for s, v in metric_series(rows, "online_eval/mean_return")]
     return out

@@ -110,32 +110,51 @@ def test_arsq_presets_and_union_split():
     assert union_split(0, 10, 10) == 0
 
 
-def test_preset_fills_dataset_settings_but_keeps_explicit_params():
+def test_preset_fills_dataset_settings_but_keeps_the_users_values():
     from robotrl.engine.rl_trainer import apply_preset, explicit_param_overrides
 
     defaults = {"alpha": 2.5, "reg_weight": 1.0, "vae_weight": 1.0, "gamma": 0.99, "batch_size": 256}
-    # auto on halfcheetah-medium-replay: the public code's alpha 40 etc.; the user's reg_weight stays
-    explicit = explicit_param_overrides(["algo=a2pr", "algo.params.reg_weight=3", "+algo.params.tau=0.01", "seed=1"])
-    assert explicit == {"reg_weight", "tau"}
+    explicit = explicit_param_overrides(["algo=a2pr", "algo.params.alpha=2.5", "++algo.params.tau=0.01", "seed=1"])
+    assert explicit == {"alpha", "tau"}
+    # auto on halfcheetah-medium-replay: the public code's settings, except alpha (named on the command
+    # line, though equal to the default) and batch_size (differs from the default: set in a file or dict)
     p, applied = apply_preset("a2pr", "auto", "halfcheetah-medium-replay-v5", {**defaults, "reg_weight": 3.0}, explicit)
-    assert p["alpha"] == 40.0 and p["vae_weight"] == 1.5 and p["gamma"] == 0.995 and p["reg_weight"] == 3.0
-    assert "reg_weight" not in applied and applied["alpha"] == 40.0 and p["batch_size"] == 256
-    # a named preset instead of the dataset's; none / unknown dataset: nothing applied
-    assert apply_preset("arsq", "hopper-medium-replay", "whatever", {}, None)[0]["demo_loss"] == "margin"
+    assert (p["alpha"], p["reg_weight"], p["vae_weight"], p["gamma"]) == (2.5, 3.0, 1.5, 0.995)
+    assert applied == {"vae_weight": 1.5, "gamma": 0.995}  # only what changed
+    p, applied = apply_preset("a2pr", "AUTO", "halfcheetah-medium-v5", defaults)
+    assert applied == {"alpha": 40.0} and p["alpha"] == 40.0
+    # a named preset instead of the dataset's; none / unknown dataset / algo without presets: nothing
+    assert apply_preset("arsq", "hopper-medium-replay", "whatever", {})[0]["demo_loss"] == "margin"
     assert apply_preset("a2pr", "none", "halfcheetah-medium-v5", defaults)[1] == {}
     assert apply_preset("a2pr", "auto", "pen-human-v1", defaults)[1] == {}
     assert apply_preset("iql", "auto", "hopper-medium-v5", {})[1] == {}
-    # programmatic use: keys given in params are explicit by default
-    assert apply_preset("a2pr", "auto", "halfcheetah-medium-v5", {"alpha": 5.0})[0]["alpha"] == 5.0
     with pytest.raises(ValueError, match="no a2pr preset of that name"):
         apply_preset("a2pr", "hopper-mediun", "x", {})
     with pytest.raises(ValueError, match="has no per-dataset presets"):
         apply_preset("iql", "hopper-medium", "x", {})
 
 
+def test_resume_with_other_params_is_refused(tiny_hopper, tmp_path):
+    """A run started with one preset cannot silently continue with another (e.g. after a preset change)."""
+    from robotrl.engine.rl_trainer import train_algo
+
+    _, summary = tiny_hopper
+    small = {"actor_hidden_dims": [16], "critic_hidden_dims": [16], "value_hidden_dims": [16],
+             "vae_hidden_dims": [16], "batch_size": 32}
+    cfg = _cfg(tmp_path, summary["files"], "a2pr", small, offline=20)
+    cfg["algo"]["preset"] = "auto"  # hopper-medium-replay: reg 0.5, VAE 1.5
+    train_algo(cfg)
+    saved = json.loads((tmp_path / "a2pr" / "config.json").read_text())
+    assert saved["preset_applied"] == {"reg_weight": 0.5, "vae_weight": 1.5}
+    cfg["algo"]["preset"] = "none"
+    cfg["algo"]["offline_steps"] = 40
+    with pytest.raises(ValueError, match=r"reg_weight: 0.5 then, 1.0 now"):
+        train_algo(cfg)
+
+
 def test_cli_applies_a2pr_preset_from_the_dataset_name(tiny_hopper, tmp_path):
-    """Through Hydra (conf/algo/a2pr.yaml has preset: auto): the run's recorded config carries the
-    hopper-medium-replay preset (gamma 0.99, reg 0.5, VAE 1.5) except the reg weight set on the command line."""
+    """Through Hydra (conf/algo/a2pr.yaml has preset: auto): the recorded config carries the
+    hopper-medium-replay preset's VAE weight 1.5 but the reg weight set on the command line."""
     import subprocess
     import sys
     from pathlib import Path
@@ -145,14 +164,15 @@ def test_cli_applies_a2pr_preset_from_the_dataset_name(tiny_hopper, tmp_path):
     cmd = [sys.executable, "-m", "robotrl.cli.train", "algo=a2pr", "dataset=d4rl/hopper-medium-replay-v5",
            f"dataset.path={summary['files']['medium-replay']}", f"run_dir={run}", "algo.offline_steps=20",
            "algo.eval_every=0", "algo.eval_episodes=1", "eval.n_episodes=1", "eval.num_envs=1",
-           "algo.params.reg_weight=2.0", "algo.params.actor_hidden_dims=[16]", "algo.params.critic_hidden_dims=[16]",
+           "algo.params.reg_weight=1.0", "algo.params.actor_hidden_dims=[16]", "algo.params.critic_hidden_dims=[16]",
            "algo.params.value_hidden_dims=[16]", "algo.params.vae_hidden_dims=[16]", "algo.params.batch_size=32",
            "progress=false", "train.tensorboard=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
     out = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "per-dataset settings for hopper-medium-replay-v5" in out.stdout
-    params = json.loads((run / "config.json").read_text())["algo"]["params"]
-    assert params["vae_weight"] == 1.5 and params["reg_weight"] == 2.0 and params["gamma"] == 0.99
+    assert "per-dataset settings for hopper-medium-replay-v5: vae_weight=1.5" in out.stdout
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["algo"]["params"]["vae_weight"] == 1.5 and saved["algo"]["params"]["reg_weight"] == 1.0
+    assert saved["preset_applied"] == {"vae_weight": 1.5}
 
 
 @pytest.mark.parametrize("name", ["iql", "td3bc", "cql", "a2pr", "arsq"])
