@@ -231,8 +231,9 @@ def plot(res: dict, rl: dict, path: Path, title: str = "ArmLift-v0, sparse rewar
                     alpha=0.3, lw=1, label="residual TD3, each seed" if i == 0 else None)
     ax.plot([p["env_steps"] for p in res["curve"]], [p["success_rate"] for p in res["curve"]], "o-", color="C0",
             label="residual TD3 (frozen BC base)" + (f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""))
-    ax.plot([0] + [p["env_steps"] for p in rl["curve"]], [0.0] + [p["mean_return"] for p in rl["curve"]], "s-",
-            label="RLPD from scratch (same demos)")
+    if rl["curve"]:
+        ax.plot([0] + [p["env_steps"] for p in rl["curve"]], [0.0] + [p["mean_return"] for p in rl["curve"]], "s-",
+                label="RLPD from scratch (same demos)")
     ax.axhline(res["base_success_50"], color="gray", ls="--", label="BC base")
     ax.set(xlabel="environment steps", ylabel="success rate (20 seeded episodes)", ylim=(-0.02, 1.02),
            title=title)
@@ -297,6 +298,9 @@ def main() -> None:
         rl, _ = record_rlpd(OUT / "rlpd_run")
         last = rl["steps"]
         cut = f"RLPD was stopped at env step ~{last} (its last evaluation is reported), not run to the residual's budget."
+    elif a.record_run is not None and pr.exists() and not pl.exists():
+        rl = {"curve": [], "final_success_20": None, "env_steps_per_s": None, "updates_per_s": None, "steps": 0}
+        cut = "RLPD was not run on this task (no RLPD run to record): the peer cells are empty."
     elif not (pr.exists() and pl.exists()):
         print(f"[bench.residual] waiting for the other part ({pr.exists()=}, {pl.exists()=})")
         return
