@@ -232,7 +232,7 @@ def plot(res: dict, rl: dict, path: Path, title: str = "ArmLift-v0, sparse rewar
     ax.plot([p["env_steps"] for p in res["curve"]], [p["success_rate"] for p in res["curve"]], "o-", color="C0",
             label="residual TD3 (frozen BC base)" + (f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""))
     if rl["curve"]:
-        ax.plot([0] + [p["env_steps"] for p in rl["curve"]], [0.0] + [p["mean_return"] for p in rl["curve"]], "s-",
+        ax.plot([0] + [p["env_steps"] for p in rl["curve"]], [0.0] + [p["mean_return"] for p in rl["curve"]], "s-", color="C1",
                 label="RLPD from scratch (same demos)")
     ax.axhline(res["base_success_50"], color="gray", ls="--", label="BC base")
     ax.set(xlabel="environment steps", ylabel="success rate (20 seeded episodes)", ylim=(-0.02, 1.02),
