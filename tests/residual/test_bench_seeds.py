@@ -27,3 +27,24 @@ def test_merge_single_seed_is_that_seed():
     a = _run(0.9, 0.3, [(0, 0.3)])
     m = merge_seeds([a])
     assert m["final_success_50"] == 0.9 and m["per_seed"] == [a]
+
+
+def test_record_rlpd_reads_a_resumed_cli_run(tmp_path):
+    """The RLPD part taken from a robotrl-train algo=rlpd run: the evaluation curve after a kill and resume
+    keeps only the resumed segment, the last evaluation is the reported value, the UTD comes from the run."""
+    import json
+
+    from bench.residual import record_rlpd
+
+    rows = [{"step": 500, "online_rollout/episode_return": 0.0}, {"step": 1000, "online_eval/mean_return": 0.1},
+            {"step": 1000, "online_train/updates_per_s": 30.0}, {"step": 2000, "online_eval/mean_return": 0.2},
+            # killed after 2000, resumed from the checkpoint at 1000:
+            {"step": 1500, "online_rollout/episode_return": 1.0}, {"step": 2000, "online_eval/mean_return": 0.5},
+            {"step": 2000, "online_train/updates_per_s": 40.0}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "online_config.json").write_text(json.dumps({"utd": 2.0}))
+    res, cmd = record_rlpd(tmp_path)
+    assert res["curve"] == [{"env_steps": 1000, "mean_return": 0.1}, {"env_steps": 2000, "mean_return": 0.5}]
+    assert res["final_success_20"] == 0.5 and res["steps"] == 2000 and res["utd"] == 2.0
+    assert res["updates_per_s"] == 35.0
+    assert cmd == "robotrl-train "  # no hydra/overrides.yaml in this synthetic run
