@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset-size", type=int, default=None)
     p.add_argument("--online-steps", type=int, default=None, help="ARSQ vs IQL fine-tuning env steps (0: skip)")
     p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first..first+seeds-1 (add seeds to an earlier result under another --result)")
     p.add_argument("--a2pr-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="A2PRConfig fields over its per-dataset preset (an ablation, e.g. detach_target=true)")
     p.add_argument("--episodes", type=int, default=10)
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             for algo in args.algos:
                 per_seed, sps, peer_scores, peer_sps = [], [], [], []
                 with_peer = d3 is not None and algo in PEER_ALGOS
-                for s in range(seeds):
+                for s in range(args.first_seed, args.first_seed + seeds):
                     t = time.time()
                     out = run(algo, env_id, kind, files[kind], steps, s, args.episodes, run_root,
                               params=_params(algo, env_id, kind, args.a2pr_set))
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             res = {}
             for algo, params in (("arsq", arsq_p), ("iql", {})):
                 vals = []
-                for s in range(seeds):
+                for s in range(args.first_seed, args.first_seed + seeds):
                     out = run(algo, env_id, "medium-replay", files["medium-replay"], steps, s, args.episodes, run_root,
                               params=params, online_steps=online)
                     vals.extend(_scores(env_id, out["returns"]))
