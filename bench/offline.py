@@ -67,9 +67,10 @@ def run(algo: str, env_id: str, kind: str, path: str, steps: int, seed: int, epi
     cfg = {
         "seed": seed, "progress": False, "num_threads": 1, "resume": False,
         "run_dir": str(run_root / f"{algo}-{body}-{kind}-s{seed}-{steps}-{online_steps}"),
+        # A2PR / ARSQ: their authors' per-dataset settings (algo.preset=auto), except the keys given in params
         "algo": {"name": algo, "offline_steps": steps, "online_steps": online_steps, "eval_every": 0,
                  "eval_episodes": episodes, "log_every": 1000, "ckpt_every": 10**9, "params": params or {},
-                 "finetune": finetune or {}},
+                 "finetune": finetune or {}, "preset": "auto"},
         "dataset": {"name": f"{body}-{kind}-v5", "path": path, "format": "d4rl", "env_id": env_id},
         "eval": {"n_episodes": episodes, "num_envs": min(episodes, 5), "seed": 100_000},
         "train": {"tensorboard": False},
@@ -77,7 +78,7 @@ def run(algo: str, env_id: str, kind: str, path: str, steps: int, seed: int, epi
     import shutil
 
     shutil.rmtree(cfg["run_dir"], ignore_errors=True)
-    out = train_algo(cfg)
+    out = train_algo(cfg, explicit_params=set(params or {}))
     ret = json.loads((Path(cfg["run_dir"]) / "eval" / "metrics.json").read_text())["returns"]
     return {**out, "returns": ret}
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                 for s in range(args.first_seed, args.first_seed + seeds):
                     t = time.time()
                     out = run(algo, env_id, kind, files[kind], steps, s, args.episodes, run_root,
-                              params=_params(algo, env_id, kind, args.a2pr_set))
+                              params=_params(algo, args.a2pr_set))
                     per_seed.extend(out["normalized_score"] if isinstance(out["normalized_score"], list) else
                                     [float(x) for x in _scores(env_id, out["returns"])])
                     sps.append(out["offline_grad_steps_per_s"])
@@ -200,10 +201,8 @@ def main(argv: list[str] | None = None) -> None:
                                 peer_value=b, goal=">= TD3+BC", met=a >= b))
             raw[f"{env_id}/{kind}"] = scores
         if online > 0 and "medium-replay" in args.kinds:
-            from robotrl.offline.arsq import arsq_preset
-
-            # the release's per-dataset settings; CPU budget: 2x256 instead of its 3x512
-            arsq_p = {**arsq_preset(f"{BODY[env_id]}-medium-replay"), "hidden_dims": [256, 256]}
+            # the release's per-dataset settings (preset); CPU budget: 2x256 instead of its 3x512
+            arsq_p = {"hidden_dims": [256, 256]}
             res = {}
             for algo, params in (("arsq", arsq_p), ("iql", {})):
                 vals = []
@@ -235,22 +234,20 @@ def main(argv: list[str] | None = None) -> None:
     print("[bench] per-seed scores:", json.dumps(raw))
 
 
-def _params(algo: str, env_id: str, kind: str, a2pr_set: list[str] | None = None) -> dict | None:
-    """A2PR takes its public code's per-dataset settings (alpha 40 on halfcheetah, reg/VAE weights, gamma),
-    then the ``--a2pr-set KEY=VALUE`` overrides (values parsed as YAML)."""
-    if algo == "a2pr":
-        import yaml
+def _params(algo: str, a2pr_set: list[str] | None = None) -> dict | None:
+    """A2PR's ``--a2pr-set KEY=VALUE`` overrides (values parsed as YAML) over its per-dataset preset, which
+    ``run`` applies (``algo.preset=auto``: alpha 40 on halfcheetah, reg/VAE weights, gamma)."""
+    if algo != "a2pr":
+        return None
+    import yaml
 
-        from robotrl.offline.a2pr import a2pr_preset
-
-        over = {}
-        for kv in a2pr_set or []:
-            if "=" not in kv:
-                raise SystemExit(f"--a2pr-set expects KEY=VALUE, got {kv!r}")
-            k, v = kv.split("=", 1)
-            over[k] = yaml.safe_load(v)
-        return {**a2pr_preset(f"{BODY[env_id]}-{kind}"), **over}
-    return None
+    over = {}
+    for kv in a2pr_set or []:
+        if "=" not in kv:
+            raise SystemExit(f"--a2pr-set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        over[k] = yaml.safe_load(v)
+    return over
 
 
 def _scores(env_id: str, returns: list[float]) -> list[float]:

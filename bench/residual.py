@@ -155,11 +155,18 @@ def run_rlpd_part(quick: bool, steps: int) -> dict:
     return res
 
 
+def _cli_command(run_dir: Path) -> str:
+    """The ``robotrl-train`` command that made ``run_dir`` (from Hydra's ``hydra/overrides.yaml``)."""
+    import yaml
+
+    ov = run_dir / "hydra" / "overrides.yaml"
+    return "robotrl-train " + " ".join(f"'{o}'" if any(ch in o for ch in "[],") else o
+                                       for o in (yaml.safe_load(ov.read_text()) if ov.exists() else []))
+
+
 def record_run(run_dir: Path) -> tuple[dict, str]:
     """The residual part from a finished ``robotrl-train algo=residual`` run (its curve, final 50-episode
     evaluation and loop speed) and the command that made it (from ``<run_dir>/hydra/overrides.yaml``)."""
-    import yaml
-
     ev_path, curve_path = run_dir / "eval" / "metrics.json", run_dir / "residual_curve.json"
     for f in (ev_path, curve_path):
         if not f.exists():
@@ -168,18 +175,13 @@ def record_run(run_dir: Path) -> tuple[dict, str]:
     res = {"base_success_50": ev["base_success_rate"], "final_success_50": ev["success_rate"], "curve": out["curve"],
            "env_steps_per_s": out["env_steps_per_s"], "updates_per_s": out["updates_per_s"], "updates": out["updates"],
            "wall_seconds": out["wall_seconds"], "steps": out["env_steps"]}
-    ov = run_dir / "hydra" / "overrides.yaml"
-    cmd = "robotrl-train " + " ".join(f"'{o}'" if any(ch in o for ch in "[],") else o
-                                      for o in (yaml.safe_load(ov.read_text()) if ov.exists() else []))
-    return res, cmd
+    return res, _cli_command(run_dir)
 
 
 def record_rlpd(run_dir: Path) -> tuple[dict, str]:
     """The RLPD part from a ``robotrl-train algo=rlpd`` run: its evaluation curve (20 episodes each; sparse
     reward, so the mean return is the success rate; resumes resolved), the env steps reached, the update
-    rate and the run's UTD / env (from its recorded configs)."""
-    import yaml
-
+    rate and the run's UTD (from its recorded config)."""
     from robotrl.engine.logger import metric_series, read_metrics
 
     if not (run_dir / "metrics.jsonl").exists():
@@ -192,10 +194,7 @@ def record_rlpd(run_dir: Path) -> tuple[dict, str]:
     res = {"curve": curve, "final_success_20": curve[-1]["mean_return"] if curve else None,
            "env_steps_per_s": None, "updates_per_s": float(np.median(ups)) if ups else None,
            "steps": max(steps + [c["env_steps"] for c in curve], default=0), "utd": oc.get("utd")}
-    ov = run_dir / "hydra" / "overrides.yaml"
-    cmd = "robotrl-train " + " ".join(f"'{o}'" if any(ch in o for ch in "[],") else o
-                                      for o in (yaml.safe_load(ov.read_text()) if ov.exists() else []))
-    return res, cmd
+    return res, _cli_command(run_dir)
 
 
 def merge_seeds(results: list[dict]) -> dict:

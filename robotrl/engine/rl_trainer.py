@@ -55,16 +55,16 @@ _ALGO_KEYS = {"name", "params", "offline_steps", "online_steps", "eval_every", "
               "ckpt_every", "env_id", "finetune", "preset"}
 
 
-def _preset_table(name: str) -> Any:
-    """The per-dataset settings lookup of an algorithm that has one (A2PR, ARSQ), else None."""
+def _preset_table(name: str) -> Mapping[str, Mapping[str, Any]] | None:
+    """The per-dataset settings (``PRESETS``) of an algorithm that has them (A2PR, ARSQ), else None."""
     if name == "a2pr":
-        from robotrl.offline.a2pr import a2pr_preset
+        from robotrl.offline.a2pr import PRESETS
 
-        return a2pr_preset
+        return PRESETS
     if name == "arsq":
-        from robotrl.offline.arsq import arsq_preset
+        from robotrl.offline.arsq import PRESETS
 
-        return arsq_preset
+        return PRESETS
     return None
 
 
@@ -86,18 +86,16 @@ def apply_preset(name: str, preset: str | None, dataset_name: str, params: Mappi
     if mode.lower() in ("none", "null", "false", ""):
         return params, {}
     auto = mode.lower() == "auto"
-    lookup = _preset_table(name)
-    if lookup is None:
+    from robotrl.offline.common import dataset_preset
+
+    table = _preset_table(name)
+    if table is None:
         if auto:
             return params, {}
         raise ValueError(f"algo.preset={preset!r}: algo {name!r} has no per-dataset presets (a2pr and arsq do)")
-    values = lookup(dataset_name if auto else mode)
+    values = dataset_preset(table, dataset_name if auto else mode)
     if not values and not auto:
-        import robotrl.offline.a2pr as a2pr_mod
-        import robotrl.offline.arsq as arsq_mod
-
-        known = sorted((a2pr_mod if name == "a2pr" else arsq_mod).PRESETS)
-        raise ValueError(f"algo.preset={preset!r}: no {name} preset of that name; known: {known}")
+        raise ValueError(f"algo.preset={preset!r}: no {name} preset of that name; known: {sorted(table)}")
     fields = {f.name: f.default for f in dataclasses.fields(_registry()[name][1])}
 
     def same(a: Any, b: Any) -> bool:
