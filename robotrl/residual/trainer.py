@@ -339,10 +339,11 @@ def run_residual(policy: ResidualPolicy, env_fn: Callable[[], Any], demo_store: 
                         online.extend(_rows(pending))
                         pending = []
                     for _ in range(c.warmup_updates):
-                        metrics = algo.update(sampler.sample(c.batch_size), update_actor=False)
+                        metrics.update(algo.update(sampler.sample(c.batch_size), update_actor=False))
                         updates += 1
+                # merged, so the actor's values (every actor_update_every-th update) stay in the log
                 for _ in range(c.utd):
-                    metrics = algo.update(sampler.sample(c.batch_size))
+                    metrics.update(algo.update(sampler.sample(c.batch_size)))
                     updates += 1
                 update_time += time.time() - t1
             if log is not None and metrics and steps % c.log_every == 0:
