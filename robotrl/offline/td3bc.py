@@ -68,7 +68,7 @@ class TD3BC(TD3):
         if int(self.num_updates) % c.policy_freq == 0:
             self.critic.requires_grad_(False)
             pi = self.actor(obs)
-            q_pi = self.critic(obs, pi)[0]
+            q_pi = self.critic(obs, pi, heads=self._q1)[0]
             lmbda = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
             bc_loss = F.mse_loss(pi, action)
             actor_loss = -lmbda * q_pi.mean() + bc_loss

@@ -45,6 +45,7 @@ class TD3(Algorithm):
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = EnsembleCritic(obs_dim, act_dim, c.hidden_dims, c.num_critics, layer_norm=c.layer_norm)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self._q1 = torch.tensor([0])  # the actor maximises Q1 (Fujimoto et al.); only that head is computed
         self.optimizers = {
             "actor": adam(self.actor.parameters(), lr=c.actor_lr),
             "critic": adam(self.critic.parameters(), lr=c.critic_lr),
@@ -81,7 +82,7 @@ class TD3(Algorithm):
         self.num_updates += 1
         if int(self.num_updates) % c.policy_freq == 0:
             self.critic.requires_grad_(False)
-            actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
+            actor_loss = -self.critic(obs, self.actor(obs), heads=self._q1)[0].mean()
             opt = self.optimizers["actor"]
             opt.zero_grad(set_to_none=True)
             actor_loss.backward()
