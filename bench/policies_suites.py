@@ -62,20 +62,23 @@ def _compose(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-def _env_overrides(suite: str, task: str, runs_dir: Path, n_demos: int) -> list[str]:
+def _env_overrides(suite: str, task: str, runs_dir: Path, n_demos: int, post_success: int | None = None) -> list[str]:
     if suite == "metaworld":
+        # demos cut k steps after success are another file (a full-length one is never reused for them)
+        name = f"mw_{task}_demos.hdf5" if post_success is None else f"mw_{task}_demos_ps{post_success}.hdf5"
         return ["env=metaworld", f"env.id=metaworld/{task}-v3", f"env.name={task}",
-                f"dataset.path={runs_dir / f'mw_{task}_demos.hdf5'}", f"dataset.collect.n_episodes={n_demos}"]
+                f"dataset.path={runs_dir / name}", f"dataset.collect.n_episodes={n_demos}",
+                f"dataset.collect.post_success_steps={'null' if post_success is None else post_success}"]
     return [f"env={task}", f"dataset.path={runs_dir / f'{task}_image_demos.hdf5'}",
             f"dataset.collect.n_episodes={n_demos}"]
 
 
 def _collect(args: tuple) -> str:
     """Collect one task's demonstrations (before training jobs share the file)."""
-    suite, task, runs_dir, n_demos, policy_group = args
+    suite, task, runs_dir, n_demos, policy_group, post_success = args
     from robotrl.engine.policy_trainer import ensure_dataset, env_config
 
-    cfg = _compose(_env_overrides(suite, task, Path(runs_dir), n_demos) + [f"policy={policy_group}"])
+    cfg = _compose(_env_overrides(suite, task, Path(runs_dir), n_demos, post_success) + [f"policy={policy_group}"])
     from omegaconf import OmegaConf
 
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -84,14 +87,14 @@ def _collect(args: tuple) -> str:
 
 
 def _train(args: tuple) -> dict:
-    suite, task, key, group, steps, extra, runs_dir, n_demos, episodes, device, batch_size, video, limit = args
+    suite, task, key, group, steps, extra, runs_dir, n_demos, episodes, device, batch_size, video, limit, post_success = args
     import torch
 
     torch.set_num_threads(1)
     from robotrl.engine.policy_trainer import train_policy
 
     run_dir = Path(runs_dir) / f"{suite}-{task}-{key}"
-    overrides = _env_overrides(suite, task, Path(runs_dir), n_demos) + [
+    overrides = _env_overrides(suite, task, Path(runs_dir), n_demos, post_success) + [
         f"policy={group}", f"run_dir={run_dir}", f"train.steps={steps}", f"train.batch_size={batch_size}",
         "train.eval_every=0", "train.log_every=500", "train.ckpt_every=2000", f"eval.n_episodes={episodes}",
         "eval.num_envs=10", f"eval.video={str(video).lower()}", f"train.time_limit_s={limit or 'null'}",
@@ -108,7 +111,7 @@ def _train(args: tuple) -> dict:
 
 def run_suite(suite: str, quick: bool, runs_dir: Path, jobs: int, device: str, tasks: list[str],
               policies: list[str], steps: int | None, batch_size: int, video: bool = True,
-              time_limit: float | None = None) -> list[dict]:
+              time_limit: float | None = None, post_success: int | None = None) -> list[dict]:
     table = MW_POLICIES if suite == "metaworld" else IMG_POLICIES
     n_demos = 50 if suite == "metaworld" else 100
     episodes = 20 if quick else 50
@@ -116,7 +119,8 @@ def run_suite(suite: str, quick: bool, runs_dir: Path, jobs: int, device: str, t
     ctx = mp.get_context("spawn")
     first_group = table[policies[0]][0]
     with ctx.Pool(min(jobs, len(tasks))) as pool:
-        for msg in pool.imap_unordered(_collect, [(suite, t, str(runs_dir), n_demos, first_group) for t in tasks]):
+        for msg in pool.imap_unordered(_collect, [(suite, t, str(runs_dir), n_demos, first_group, post_success)
+                                                    for t in tasks]):
             print("[bench] demos", msg, flush=True)
     specs = []
     for t in tasks:
@@ -124,7 +128,7 @@ def run_suite(suite: str, quick: bool, runs_dir: Path, jobs: int, device: str, t
             group, full, q, extra = table[key]
             n = steps or (q if quick else full)
             specs.append((suite, t, key, group, n, extra, str(runs_dir), n_demos, episodes, device, batch_size, video,
-                          time_limit))
+                          time_limit, post_success))
     with ctx.Pool(min(jobs, len(specs))) as pool:
         results = list(pool.imap_unordered(_train, specs))
     return results
@@ -167,12 +171,16 @@ def main(argv: list[str] | None = None) -> None:
                     help="keep the other runs of the existing result file (rerun only some tasks/policies)")
     ap.add_argument("--no-video", action="store_true", help="skip the evaluation videos")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training per run (then evaluate)")
+    ap.add_argument("--post-success-steps", type=int, default=None, metavar="K",
+                    help="metaworld: demos end K steps after their first success (default: the full 500 steps)")
     args = ap.parse_args(argv)
+    if args.post_success_steps is not None and args.suite != "metaworld":
+        ap.error("--post-success-steps applies to the metaworld suite (the images task ends at success)")
     runs_dir = Path(args.runs_dir or ROOT / "runs" / f"bench_{args.suite}")
     tasks = args.tasks or (list(MW_TASKS) if args.suite == "metaworld" else ["twopaths"])
     t0 = time.time()
     results = run_suite(args.suite, args.quick, runs_dir, args.jobs, args.device, tasks, args.policies,
-                        args.steps, args.batch_size, not args.no_video, args.time_limit)
+                        args.steps, args.batch_size, not args.no_video, args.time_limit, args.post_success_steps)
     cmd = "python -m bench.policies_suites" + " ".join([""] + (argv if argv is not None else sys.argv[1:]))
     for r in results:
         r["invocation"] = cmd
@@ -191,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.suite == "metaworld":
             notes.append("Meta-World v3 (metaworld 3.1.1) MT1, task layouts drawn per seed from MT1's 50; "
                          "episodes of 500 steps ended at first success")
+            if args.post_success_steps is not None:
+                notes.append(f"demonstrations end {args.post_success_steps} steps after their first success "
+                             "(--post-success-steps; default: the full 500 steps)")
     rows = build_rows(args.suite, results)
     path = write_result(name, cmd, rows, args.quick, notes=notes, runs=results)
     for r in rows:

@@ -34,6 +34,7 @@ def main(cfg: DictConfig) -> None:
         suboptimal=bool(c["suboptimal"]),
         seed=int(c["seed"]),
         progress=bool(c["progress"]),
+        post_success_steps=None if c.get("post_success_steps") is None else int(c["post_success_steps"]),
     )
     print(json.dumps(summary, indent=2))
 

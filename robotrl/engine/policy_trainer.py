@@ -68,9 +68,14 @@ def ensure_dataset(dataset_cfg: Mapping[str, Any], env_cfg: Mapping[str, Any], p
             suboptimal=bool(collect.get("suboptimal", False)),
             seed=int(collect.get("seed", 0)),
             progress=progress,
+            post_success_steps=_opt_int(collect.get("post_success_steps")),
         )
         print(f"[robotrl] collected: {json.dumps(summary)}")
     return load_dataset(path, format=dataset_cfg.get("format"))
+
+
+def _opt_int(x: Any) -> int | None:
+    return None if x is None else int(x)
 
 
 def _config_hash(cfg: Mapping[str, Any]) -> str:
