@@ -259,10 +259,17 @@ def main() -> None:
     ap.add_argument("--record-rlpd", type=Path, default=None, metavar="RUN_DIR",
                     help="take the RLPD part from a robotrl-train algo=rlpd run (resumable across sessions)")
     ap.add_argument("--note", action="append", default=[], help="extra note for the result (repeatable)")
+    ap.add_argument("--result", default=None, metavar="NAME",
+                    help="result name (default: the task's, e.g. residual_lift); its plot is residual_curve_<NAME>.png, "
+                         "so another recipe's runs can be recorded beside the task's main result")
     ap.set_defaults(part="all")
     a = ap.parse_args()
     torch.set_num_threads(1)
     select_task(a.task, a.demos, a.bc_steps)
+    if a.result:
+        if a.result == TASK["result"]:
+            ap.error(f"--result {a.result} is the task's default name; leave it out")
+        TASK["result"], TASK["plot"] = a.result, f"residual_curve_{a.result}.png"
     steps = a.steps or (1000 if a.quick else TASK.get("steps", 4000))
     if a.base_only:
         from robotrl.envs import make_env
@@ -337,7 +344,7 @@ def main() -> None:
             notes.append(f"RLPD run {a.record_rlpd} has reached env step {rl['steps']} of {n} so far (resumable; its "
                          "last evaluation is reported)")
     notes += a.note
-    cmd = "python -m bench.residual" + (f" --task {a.task}" if a.task != "armlift" else "") + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "")
+    cmd = "python -m bench.residual" + (f" --task {a.task}" if a.task != "armlift" else "") + (" --quick" if a.quick else "") + (f" --steps {a.steps}" if a.steps else "") + (f" --result {a.result}" if a.result else "")
     if record_cmd:
         cmd += f" --record-run {' '.join(map(str, a.record_run))}  (residual: {record_cmd})"
     if rlpd_cmd:
