@@ -22,6 +22,9 @@ target action. With the gradient kept (default), the VAE term's pull is ``2 (pi 
 close to zero where the VAE reconstructs well, so the regulariser is weak; on this project's small
 generated datasets the default scores well below TD3+BC (bench/RESULTS.md).
 
+Option (not the public code): ``vae_target="prior"`` lets the regulariser pick ``decode(s, z)``, an action
+generated from the state alone (z from the clipped prior, BCQ-style), instead of ``VAE(s, pi(s))``.
+
 Per-dataset settings of the public README (alpha 40 on halfcheetah; ``reg_weight``, ``vae_weight``,
 ``gamma``) are in :data:`PRESETS` / :func:`a2pr_preset`; the config's defaults are its generic ones.
 """
@@ -83,6 +86,10 @@ class A2PRConfig:
     expl_noise: float = 0.1
     vae_kl_weight: float = 0.5
     detach_target: bool = False       # True: no gradient through VAE(s, pi(s)) (public code keeps it)
+    #: the VAE action the regulariser may pick: "recon" = VAE(s, pi(s)), pi's action encoded and decoded
+    #: (public code); "prior" = decode(s, z) with z ~ N(0, I) clipped to [-0.5, 0.5] (BCQ-style generation
+    #: from the state alone; a fixed target, not the public code)
+    vae_target: str = "recon"
     num_critics: int = 2
     normalize_obs: bool = True
     normalize_reward: bool = False
@@ -117,6 +124,8 @@ class A2PR(Algorithm):
     def __init__(self, obs_dim: int, act_dim: int, cfg: A2PRConfig | None = None) -> None:
         super().__init__(obs_dim, act_dim)
         self.cfg = c = cfg or A2PRConfig()
+        if c.vae_target not in ("recon", "prior"):
+            raise ValueError(f"A2PRConfig.vae_target must be 'recon' or 'prior', got {c.vae_target!r}")
         self.actor = DeterministicActor(obs_dim, act_dim, c.actor_hidden_dims)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden_dims, c.num_critics)
@@ -190,9 +199,13 @@ class A2PR(Algorithm):
             pi = self.actor(obs)
             q_pi = self._q1(obs, pi)
             lmbda = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
-            recon_pi, _, _ = self.vae(obs, pi.detach() if c.detach_target else pi)
-            if c.detach_target:
-                recon_pi = recon_pi.detach()
+            if c.vae_target == "prior":
+                with torch.no_grad():
+                    recon_pi = self.vae.decode(obs)
+            else:
+                recon_pi, _, _ = self.vae(obs, pi.detach() if c.detach_target else pi)
+                if c.detach_target:
+                    recon_pi = recon_pi.detach()
             with torch.no_grad():
                 q1_recon = self._q1(obs, recon_pi)
                 use_vae = q1_recon >= q1_data
