@@ -260,7 +260,8 @@ def main() -> None:
                     help="take the RLPD part from a robotrl-train algo=rlpd run (resumable across sessions)")
     ap.add_argument("--note", action="append", default=[], help="extra note for the result (repeatable)")
     ap.add_argument("--result", default=None, metavar="NAME",
-                    help="result name (default: the task's, e.g. residual_lift); its plot is residual_curve_<NAME>.png, "
+                    help="result name (default: the task's, e.g. residual_lift); its plot is residual_curve_<NAME without "
+                         "'residual_'>.png, "
                          "so another recipe's runs can be recorded beside the task's main result")
     ap.set_defaults(part="all")
     a = ap.parse_args()
@@ -269,7 +270,7 @@ def main() -> None:
     if a.result:
         if a.result == TASK["result"]:
             ap.error(f"--result {a.result} is the task's default name; leave it out")
-        TASK["result"], TASK["plot"] = a.result, f"residual_curve_{a.result}.png"
+        TASK["result"], TASK["plot"] = a.result, f"residual_curve_{a.result.removeprefix('residual_')}.png"
     steps = a.steps or (1000 if a.quick else TASK.get("steps", 4000))
     if a.base_only:
         from robotrl.envs import make_env
