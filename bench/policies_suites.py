@@ -73,6 +73,18 @@ def _env_overrides(suite: str, task: str, runs_dir: Path, n_demos: int, post_suc
             f"dataset.collect.n_episodes={n_demos}"]
 
 
+def run_dir_for(runs_dir: Path, suite: str, task: str, key: str, post_success: int | None = None) -> Path:
+    """One training run's folder; runs on demos cut after success are other runs (a full-demo
+    checkpoint is never resumed for them)."""
+    return runs_dir / (f"{suite}-{task}-{key}" + ("" if post_success is None else f"-ps{post_success}"))
+
+
+def result_name(suite: str, post_success: int | None = None) -> str:
+    """bench/results/<name>.json: another demo recipe is another result (never mixed into the full-demo
+    one, nor merged with it by ``--merge``)."""
+    return f"policies_{suite}" + ("" if post_success is None else f"_ps{post_success}")
+
+
 def _collect(args: tuple) -> str:
     """Collect one task's demonstrations (before training jobs share the file)."""
     suite, task, runs_dir, n_demos, policy_group, post_success = args
@@ -93,7 +105,7 @@ def _train(args: tuple) -> dict:
     torch.set_num_threads(1)
     from robotrl.engine.policy_trainer import train_policy
 
-    run_dir = Path(runs_dir) / f"{suite}-{task}-{key}"
+    run_dir = run_dir_for(Path(runs_dir), suite, task, key, post_success)
     overrides = _env_overrides(suite, task, Path(runs_dir), n_demos, post_success) + [
         f"policy={group}", f"run_dir={run_dir}", f"train.steps={steps}", f"train.batch_size={batch_size}",
         "train.eval_every=0", "train.log_every=500", "train.ckpt_every=2000", f"eval.n_episodes={episodes}",
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python -m bench.policies_suites" + " ".join([""] + (argv if argv is not None else sys.argv[1:]))
     for r in results:
         r["invocation"] = cmd
-    name = f"policies_{args.suite}"
+    name = result_name(args.suite, args.post_success_steps)
     notes = [f"{cmd}: {len(results)} runs in {args.jobs} parallel processes, {time.time() - t0:.0f} s in all; "
              f"load average at the end {load_average()}"]
     if args.merge:

@@ -59,17 +59,21 @@ TASKS = {
 TASK = TASKS["armlift"]
 ENV = TASK["env"]
 OUT = Path(TASK["out"])
+#: where the parts (part_*.json, residual_run / rlpd_run) go: OUT for the task's main result, OUT/<NAME> for
+#: --result NAME, so another recipe never feeds (or is fed by) the main result; demos and base stay in OUT
+PARTS = OUT
 
 
 def select_task(name: str, demos: int | None = None, bc_steps: int | None = None) -> None:
     """Point the module-level ENV / OUT / TASK at one of TASKS (the CLI's --task)."""
-    global TASK, ENV, OUT
+    global TASK, ENV, OUT, PARTS
     TASK = dict(TASKS[name], name=name)
     if demos:
         TASK["demos"] = demos
     if bc_steps:
         TASK["bc_steps"] = bc_steps
     ENV, OUT = TASK["env"], Path(TASK["out"])
+    PARTS = OUT
 
 
 def _setup(quick: bool):
@@ -79,6 +83,7 @@ def _setup(quick: bool):
     from robotrl.policies.base import shape_meta_from_store
 
     OUT.mkdir(parents=True, exist_ok=True)
+    PARTS.mkdir(parents=True, exist_ok=True)
     n_demos = TASK["demos"]
     demos = OUT / (f"armlift_demos{n_demos}.hdf5" if ENV["id"] == "robotrl/ArmLift-v0" else f"demos{n_demos}.hdf5")
     if not demos.exists():
@@ -123,14 +128,14 @@ def run_residual_part(quick: bool, steps: int) -> dict:
     def log(step: int, m: dict) -> None:  # keep what is reached if the run is cut short
         if "eval/success_rate" in m:
             partial["curve"].append({"env_steps": step, "success_rate": m["eval/success_rate"]})
-            (OUT / "part_residual_partial.json").write_text(json.dumps(partial, indent=1))
+            (PARTS / "part_residual_partial.json").write_text(json.dumps(partial, indent=1))
 
-    out = run_residual(pol, env_fn, store, cfg, ResidualTD3Config(**TASK.get("td3", {"actor_lr": 1e-4})), run_dir=OUT / "residual_run", log=log)
+    out = run_residual(pol, env_fn, store, cfg, ResidualTD3Config(**TASK.get("td3", {"actor_lr": 1e-4})), run_dir=PARTS / "residual_run", log=log)
     final = evaluate_policy_seeded(load_policy(out["checkpoint"]), env_fn, 50, seed=EVAL_SEED)
     res = {"base_success_50": base_eval["success_rate"], "final_success_50": final["success_rate"],
            "curve": out["curve"], "env_steps_per_s": out["env_steps_per_s"], "updates_per_s": out["updates_per_s"],
            "updates": out["updates"], "wall_seconds": out["wall_seconds"], "steps": steps}
-    (OUT / "part_residual.json").write_text(json.dumps(res, indent=1))
+    (PARTS / "part_residual.json").write_text(json.dumps(res, indent=1))
     return res
 
 
@@ -139,7 +144,7 @@ def run_rlpd_part(quick: bool, steps: int) -> dict:
 
     store, _, _ = _setup(quick)
     t0 = time.time()
-    run_dir = OUT / "rlpd_run"
+    run_dir = PARTS / "rlpd_run"
     if run_dir.exists():
         import shutil
 
@@ -151,7 +156,7 @@ def run_rlpd_part(quick: bool, steps: int) -> dict:
     res = {"curve": out["curve"], "final_success_20": out["curve"][-1]["mean_return"] if out["curve"] else None,
            "env_steps_per_s": steps / wall, "updates_per_s": out["updates_per_s"], "updates": out["updates"],
            "wall_seconds": wall, "steps": steps}
-    (OUT / "part_rlpd.json").write_text(json.dumps(res, indent=1))
+    (PARTS / "part_rlpd.json").write_text(json.dumps(res, indent=1))
     return res
 
 
@@ -244,6 +249,7 @@ def plot(res: dict, rl: dict, path: Path, title: str = "ArmLift-v0, sparse rewar
 
 
 def main() -> None:
+    global PARTS
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--part", choices=("residual", "rlpd", "all"), default="all")
@@ -271,6 +277,7 @@ def main() -> None:
         if a.result == TASK["result"]:
             ap.error(f"--result {a.result} is the task's default name; leave it out")
         TASK["result"], TASK["plot"] = a.result, f"residual_curve_{a.result.removeprefix('residual_')}.png"
+        PARTS = OUT / a.result
     steps = a.steps or (1000 if a.quick else TASK.get("steps", 4000))
     if a.base_only:
         from robotrl.envs import make_env
@@ -287,22 +294,22 @@ def main() -> None:
         for d, (_, c) in zip(a.record_run[1:], recs[1:]):
             seed = next((w for w in c.split() if w.startswith("seed=")), "seed=?")
             record_cmd += f"; and the same with run_dir={d} {seed}"
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "part_residual.json").write_text(json.dumps(res_rec, indent=1))
+        PARTS.mkdir(parents=True, exist_ok=True)
+        (PARTS / "part_residual.json").write_text(json.dumps(res_rec, indent=1))
     elif a.part in ("residual", "all") and not a.allow_partial:
         run_residual_part(a.quick, steps)
     rlpd_cmd = ""
     if a.record_rlpd is not None:
         rl_rec, rlpd_cmd = record_rlpd(a.record_rlpd)
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "part_rlpd.json").write_text(json.dumps(rl_rec, indent=1))
+        PARTS.mkdir(parents=True, exist_ok=True)
+        (PARTS / "part_rlpd.json").write_text(json.dumps(rl_rec, indent=1))
     elif a.part in ("rlpd", "all") and not a.allow_partial and a.record_run is None:
         run_rlpd_part(a.quick, steps)
-    pr, pl = OUT / "part_residual.json", OUT / "part_rlpd.json"
+    pr, pl = PARTS / "part_residual.json", PARTS / "part_rlpd.json"
     cut = ""
     if (a.allow_partial or a.record_run is not None) and pr.exists() and not pl.exists() \
-            and (OUT / "rlpd_run" / "metrics.jsonl").exists():
-        rl, _ = record_rlpd(OUT / "rlpd_run")
+            and (PARTS / "rlpd_run" / "metrics.jsonl").exists():
+        rl, _ = record_rlpd(PARTS / "rlpd_run")
         last = rl["steps"]
         cut = f"RLPD was stopped at env step ~{last} (its last evaluation is reported), not run to the residual's budget."
     elif a.record_run is not None and pr.exists() and not pl.exists():

@@ -71,7 +71,16 @@ def ensure_dataset(dataset_cfg: Mapping[str, Any], env_cfg: Mapping[str, Any], p
             post_success_steps=_opt_int(collect.get("post_success_steps")),
         )
         print(f"[robotrl] collected: {json.dumps(summary)}")
-    return load_dataset(path, format=dataset_cfg.get("format"))
+    store = load_dataset(path, format=dataset_cfg.get("format"))
+    want = _opt_int((dataset_cfg.get("collect") or {}).get("post_success_steps"))
+    if want is not None:  # an existing file collected another way would silently train another recipe
+        expert = store.attrs.get("expert")
+        have = expert.get("post_success_steps") if isinstance(expert, Mapping) else "unknown (not collected by robotrl)"
+        if have != want:
+            raise ValueError(f"dataset {path}: dataset.collect.post_success_steps={want}, but the file was collected "
+                             f"with post_success_steps={have}; use another dataset.path (the file is collected when "
+                             "missing) or drop the setting")
+    return store
 
 
 def _opt_int(x: Any) -> int | None:
@@ -80,6 +89,11 @@ def _opt_int(x: Any) -> int | None:
 
 def _config_hash(cfg: Mapping[str, Any]) -> str:
     ident = {k: cfg.get(k) for k in _IDENTITY_KEYS}
+    # collect keys added later with a null default (post_success_steps) must not change the hash of the
+    # runs started before them: null collect entries are left out
+    ds = ident.get("dataset")
+    if isinstance(ds, Mapping) and isinstance(ds.get("collect"), Mapping):
+        ident["dataset"] = dict(ds, collect={k: v for k, v in ds["collect"].items() if v is not None})
     return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -114,13 +114,17 @@ def _config_dict(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def _check_resumed_params(path: Path, saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> None:
+def _check_resumed_params(path: Path, saved: Mapping[str, Any] | None, now: Mapping[str, Any],
+                          defaults: Mapping[str, Any] | None = None) -> None:
     """A resumed run must have the hyper-parameters it was started with (``max_steps`` may grow with
-    ``algo.offline_steps``); checkpoints written before parameters were recorded are not checked."""
+    ``algo.offline_steps``); checkpoints written before parameters were recorded are not checked, and a
+    parameter added since (absent from ``saved``) counts as unchanged while it keeps its ``defaults`` value."""
     if saved is None:
         return
+    defaults = defaults or {}
     diff = {k: (saved.get(k), now.get(k)) for k in set(saved) | set(now)
-            if k != "max_steps" and saved.get(k) != now.get(k)}
+            if k != "max_steps" and saved.get(k) != now.get(k)
+            and not (k not in saved and k in defaults and now.get(k) == defaults[k])}
     if diff:
         detail = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in sorted(diff.items()))
         raise ValueError(f"{path} was trained with other algo.params ({detail}); set them back "
@@ -272,7 +276,7 @@ def train_algo(cfg: DictConfig | Mapping[str, Any], explicit_params: Iterable[st
         if blob.get("algo_name") != name:
             raise ValueError(f"{ckpt_path} was written by algo {blob.get('algo_name')!r}, not {name!r}; "
                              "use another run_dir or resume=false")
-        _check_resumed_params(ckpt_path, blob.get("params"), _config_dict(acfg))
+        _check_resumed_params(ckpt_path, blob.get("params"), _config_dict(acfg), _config_dict(type(acfg)()))
         algo.load_state_dict(blob["algo"])
         step = int(blob["step"])
         set_rng_state(blob["rng"], gen)

@@ -126,6 +126,9 @@ class A2PR(Algorithm):
         self.cfg = c = cfg or A2PRConfig()
         if c.vae_target not in ("recon", "prior"):
             raise ValueError(f"A2PRConfig.vae_target must be 'recon' or 'prior', got {c.vae_target!r}")
+        if c.vae_target == "prior" and c.detach_target:
+            raise ValueError("A2PRConfig: detach_target applies to vae_target='recon' only (the 'prior' target "
+                             "decode(s, z) carries no gradient to pi); set one of them")
         self.actor = DeterministicActor(obs_dim, act_dim, c.actor_hidden_dims)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden_dims, c.num_critics)

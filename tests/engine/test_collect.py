@@ -52,3 +52,29 @@ def test_collect_demos_writes_cut_episodes(tmp_path):
 def test_negative_post_success_steps_is_refused():
     with pytest.raises(ValueError, match="post_success_steps"):
         rollout_expert(None, None, seed=0, post_success_steps=-1)
+
+
+def test_existing_file_with_another_post_success_steps_is_refused(tmp_path):
+    """dataset.collect.post_success_steps on an existing file collected differently: a clear error, not
+    silent training on the other recipe; the matching setting loads the file."""
+    pytest.importorskip("metaworld")
+    from robotrl.engine.policy_trainer import ensure_dataset
+
+    out = tmp_path / "push.hdf5"
+    collect_demos(ENV, n_episodes=1, path=out, post_success_steps=0, progress=False)
+    cfg = {"path": str(out), "collect": {"post_success_steps": 3}}
+    with pytest.raises(ValueError, match=r"post_success_steps=3.*post_success_steps=0"):
+        ensure_dataset(cfg, ENV, progress=False)
+    assert ensure_dataset(dict(cfg, collect={"post_success_steps": 0}), ENV, progress=False).num_episodes == 1
+    assert ensure_dataset(dict(cfg, collect={"post_success_steps": None}), ENV, progress=False).num_episodes == 1
+
+
+def test_config_hash_ignores_null_collect_keys():
+    """Runs started before a collect key with a null default existed keep their hash (they resume)."""
+    from robotrl.engine.policy_trainer import _config_hash
+
+    old = {"env": {"id": "x"}, "dataset": {"path": "d.hdf5", "collect": {"n_episodes": 5}}, "policy": {}, "seed": 0}
+    new = {**old, "dataset": {"path": "d.hdf5", "collect": {"n_episodes": 5, "post_success_steps": None}}}
+    assert _config_hash(new) == _config_hash(old)
+    cut = {**old, "dataset": {"path": "d.hdf5", "collect": {"n_episodes": 5, "post_success_steps": 4}}}
+    assert _config_hash(cut) != _config_hash(old)

@@ -63,6 +63,37 @@ def test_a2pr_prior_vae_target_changes_only_the_actor_step():
     assert 0.0 <= m["vae_target_frac"] <= 1.0
 
 
+def test_a2pr_prior_target_is_generated_from_the_state_alone():
+    """With ``vae_target="prior"`` the actor step asks the VAE for decode(s) with z from the prior (no z
+    given); with "recon" every decode comes through VAE(s, a) with the posterior's z."""
+    from robotrl.offline.a2pr import VAE
+
+    calls = []
+    orig = VAE.decode
+
+    def spy(self, obs, z=None):
+        calls.append(z is None)
+        return orig(self, obs, z)
+
+    VAE.decode = spy
+    try:
+        _one_update()
+        recon_calls = list(calls)
+        calls.clear()
+        _one_update(vae_target="prior")
+    finally:
+        VAE.decode = orig
+    assert recon_calls and not any(recon_calls)
+    assert calls.count(True) == 1  # one prior draw: the actor step's regularisation target
+
+
+def test_a2pr_prior_with_detach_target_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="detach_target"):
+        _one_update(vae_target="prior", detach_target=True)
+
+
 def test_a2pr_unknown_vae_target_is_refused():
     import pytest
 

@@ -191,3 +191,19 @@ def test_algo_yaml_params_are_the_dataclass_fields(name):
     fields = {f.name for f in dataclasses.fields(_registry()[name][1])}
     assert set(params) <= fields, set(params) - fields
     make_algorithm(name, 11, 3, {k: v for k, v in params.items() if v is not None})
+
+
+def test_resume_check_accepts_a_parameter_added_since_at_its_default():
+    """A checkpoint written before a parameter existed (e.g. A2PR's vae_target) resumes while the
+    parameter keeps its default; set to another value it is refused."""
+    from pathlib import Path
+
+    from robotrl.engine.rl_trainer import _check_resumed_params
+
+    saved = {"reg_weight": 0.5}
+    defaults = {"reg_weight": 1.0, "vae_target": "recon"}
+    _check_resumed_params(Path("ckpt.pt"), saved, {"reg_weight": 0.5, "vae_target": "recon"}, defaults)
+    with pytest.raises(ValueError, match=r"vae_target: None then, 'prior' now"):
+        _check_resumed_params(Path("ckpt.pt"), saved, {"reg_weight": 0.5, "vae_target": "prior"}, defaults)
+    with pytest.raises(ValueError, match=r"reg_weight: 0.5 then, 1.0 now"):
+        _check_resumed_params(Path("ckpt.pt"), saved, {"reg_weight": 1.0, "vae_target": "recon"}, defaults)

@@ -48,3 +48,32 @@ def test_record_rlpd_reads_a_resumed_cli_run(tmp_path):
     assert res["final_success_20"] == 0.5 and res["steps"] == 2000 and res["utd"] == 2.0
     assert res["updates_per_s"] == 35.0
     assert cmd == "robotrl-train "  # no hydra/overrides.yaml in this synthetic run
+
+
+def test_named_result_keeps_its_parts_apart_from_the_main_result(tmp_path, monkeypatch):
+    """``--result NAME`` records into <out>/NAME/part_*.json: a later main-result call that reads the task's
+    own part files never picks up another recipe's runs."""
+    import json
+    import sys
+
+    import bench.common
+    import bench.residual as br
+
+    run = tmp_path / "run-s0"
+    (run / "eval").mkdir(parents=True)
+    (run / "eval" / "metrics.json").write_text(json.dumps({"base_success_rate": 0.4, "success_rate": 0.9}))
+    (run / "residual_curve.json").write_text(json.dumps({
+        "curve": [{"env_steps": 0, "success_rate": 0.4}, {"env_steps": 100, "success_rate": 0.9}],
+        "env_steps_per_s": 10.0, "updates_per_s": 20.0, "updates": 200, "wall_seconds": 10.0, "env_steps": 100}))
+    out = tmp_path / "bench_out"
+    monkeypatch.setitem(br.TASKS, "lift", dict(br.TASKS["lift"], out=str(out)))
+    monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr(sys, "argv", ["bench.residual", "--task", "lift", "--result", "residual_lift_other",
+                                      "--record-run", str(run)])
+    br.main()
+    assert json.loads((out / "residual_lift_other" / "part_residual.json").read_text())["final_success_50"] == 0.9
+    assert not (out / "part_residual.json").exists()
+    rec = json.loads((tmp_path / "results" / "residual_lift_other.json").read_text())
+    assert rec["rows"][0]["robotrl"] == 0.9 and rec["rows"][0]["base_success_rate"] == 0.4
+    assert (tmp_path / "results" / "residual_curve_lift_other.png").exists()
