@@ -35,7 +35,8 @@ TASKS = {
     "armlift": {"env": {"id": "robotrl/ArmLift-v0", "reward_type": "sparse"}, "demos": 10, "bc_steps": 300,
                 "out": "runs/bench_residual", "result": "residual", "plot": "residual_curve.png",
                 "title": "ArmLift-v0, sparse reward, 10 demos", "label": "ArmLift-v0 sparse"},
-    # 8 demos, BC fitted 2000 steps -> base 0.32-0.40; residual scale 0.2 (0.1 saturated: 0.74 at 100k vs
+    # 8 demos, BC fitted 2000 steps -> base 0.32-0.40 (demos of before kwargs.model_seed; rebuilt from scratch
+    # since, with seeded model builds, the base scores 0.54); residual scale 0.2 (0.1 saturated: 0.74 at 100k vs
     # 0.88); rotation dims stay the base's (ResidualConfig.residual_dims); the note's small actor lr and long
     # warm-up (10k noisy-base env steps, then critic-only updates); TD targets clamped to [0, 1]
     # (ResidualTD3Config.target_bounds: without it the random-pair min drives the sparse-reward critic below 0
