@@ -52,8 +52,8 @@ def ensure_dataset(dataset_cfg: Mapping[str, Any], env_cfg: Mapping[str, Any], p
     from robotrl.data import load_dataset
 
     path = Path(dataset_cfg["path"])
+    collect = dataset_cfg.get("collect") or {}
     if not path.exists():
-        collect = dataset_cfg.get("collect") or {}
         if not collect.get("enabled", True):
             raise FileNotFoundError(f"dataset {path} does not exist and dataset.collect.enabled=false")
         from robotrl.engine.collect import collect_demos
@@ -72,7 +72,7 @@ def ensure_dataset(dataset_cfg: Mapping[str, Any], env_cfg: Mapping[str, Any], p
         )
         print(f"[robotrl] collected: {json.dumps(summary)}")
     store = load_dataset(path, format=dataset_cfg.get("format"))
-    want = _opt_int((dataset_cfg.get("collect") or {}).get("post_success_steps"))
+    want = _opt_int(collect.get("post_success_steps"))
     if want is not None:  # an existing file collected another way would silently train another recipe
         expert = store.attrs.get("expert")
         have = expert.get("post_success_steps") if isinstance(expert, Mapping) else "unknown (not collected by robotrl)"
