@@ -39,6 +39,9 @@ class RLPDConfig:
     start_steps: int = 5_000          # uniform random warm-up steps
     init_alpha: float = 1.0
     backup_entropy: bool = False
+    #: SAC's entropy target; ``None`` = ``-act_dim / 2``, the official RLPD code's default (SAC's usual
+    #: ``-act_dim`` lets the policy get about half as noisy per dimension)
+    target_entropy: float | None = None
 
 
 def make_rlpd(obs_dim: int, act_dim: int, cfg: RLPDConfig | None = None) -> SAC:
@@ -47,7 +50,8 @@ def make_rlpd(obs_dim: int, act_dim: int, cfg: RLPDConfig | None = None) -> SAC:
     return SAC(obs_dim, act_dim, SACConfig(
         hidden_dims=tuple(c.hidden_dims), actor_lr=c.lr, critic_lr=c.lr, alpha_lr=c.lr, gamma=c.gamma, tau=c.tau,
         num_critics=c.num_critics, num_min_critics=c.num_min_critics, layer_norm=True, init_alpha=c.init_alpha,
-        backup_entropy=c.backup_entropy, n_step=c.n_step, utd=float(c.utd), batch_size=c.batch_size))
+        backup_entropy=c.backup_entropy, n_step=c.n_step, utd=float(c.utd), batch_size=c.batch_size,
+        target_entropy=-act_dim / 2 if c.target_entropy is None else float(c.target_entropy)))
 
 
 def demo_buffer_from_store(store: Any, action_space: Any, n_step: int = 1, gamma: float = 0.99,

@@ -77,3 +77,36 @@ def test_named_result_keeps_its_parts_apart_from_the_main_result(tmp_path, monke
     rec = json.loads((tmp_path / "results" / "residual_lift_other.json").read_text())
     assert rec["rows"][0]["robotrl"] == 0.9 and rec["rows"][0]["base_success_rate"] == 0.4
     assert (tmp_path / "results" / "residual_curve_lift_other.png").exists()
+
+
+def test_rlpd_stopped_short_of_the_budget_is_labelled_and_gets_no_ratio(tmp_path, monkeypatch):
+    """An RLPD run recorded at fewer env steps than the residual's budget is named as such in the peer
+    column and the row has no ratio (a ratio across unequal budgets says nothing); no RLPD run: 'not run'."""
+    import json
+    import sys
+
+    import bench.common
+    import bench.residual as br
+
+    run = tmp_path / "run-s0"
+    (run / "eval").mkdir(parents=True)
+    (run / "eval" / "metrics.json").write_text(json.dumps({"base_success_rate": 0.4, "success_rate": 0.9}))
+    (run / "residual_curve.json").write_text(json.dumps({
+        "curve": [{"env_steps": 0, "success_rate": 0.4}, {"env_steps": 100, "success_rate": 0.9}],
+        "env_steps_per_s": 10.0, "updates_per_s": 20.0, "updates": 200, "wall_seconds": 10.0, "env_steps": 100}))
+    rlpd = tmp_path / "rlpd"
+    rlpd.mkdir()
+    rows = [{"step": 50, "online_eval/mean_return": 0.3}, {"step": 50, "online_train/updates_per_s": 30.0}]
+    (rlpd / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    monkeypatch.setitem(br.TASKS, "lift", dict(br.TASKS["lift"], out=str(tmp_path / "bench_out")))
+    monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    for name, extra in (("short", ["--record-rlpd", str(rlpd)]), ("none", [])):
+        monkeypatch.setattr(sys, "argv", ["bench.residual", "--task", "lift", "--result", f"residual_lift_{name}",
+                                          "--record-run", str(run), *extra])
+        br.main()
+    short = json.loads((tmp_path / "results" / "residual_lift_short.json").read_text())["rows"][0]
+    assert short["peer_value"] == 0.3 and short["peer_env_steps"] == 50
+    assert "stopped at 50 env steps" in short["peer"] and short["ratio"] is None
+    none = json.loads((tmp_path / "results" / "residual_lift_none.json").read_text())["rows"][0]
+    assert none["peer"] == "RLPD (robotrl.rl.rlpd): not run" and none["peer_value"] is None

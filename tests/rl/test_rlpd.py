@@ -45,3 +45,14 @@ def test_rlpd_run_checkpoints_and_resumes(tmp_path, capsys):
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
     # the evaluation curve spans both calls
     assert [p["env_steps"] for p in out2["curve"]] == [100, 200, 300]
+
+
+def test_rlpd_entropy_target_is_half_the_action_dim_by_default():
+    """RLPD's official code sets SAC's entropy target to -|A|/2 when none is given (SAC's own default
+    here is -|A|); an explicit value wins."""
+    from robotrl.rl.rlpd import RLPDConfig, make_rlpd
+    from robotrl.rl.sac import SAC
+
+    assert make_rlpd(5, 7, RLPDConfig(hidden_dims=(8,), num_critics=2)).target_entropy == -3.5
+    assert make_rlpd(5, 7, RLPDConfig(hidden_dims=(8,), num_critics=2, target_entropy=-1.0)).target_entropy == -1.0
+    assert SAC(5, 7).target_entropy == -7.0
