@@ -6,6 +6,8 @@ broadcastable) tensor where ``True`` means "may attend".
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,12 +46,19 @@ class Attention(nn.Module):
     everything cached is visible, e.g. one scale at a time for next-scale prediction).
     """
 
+    #: QK-norm: the initial and the largest per-head logit scale (VAR / official CARP code: 4 and 100)
+    QK_SCALE_INIT, QK_SCALE_MAX = 4.0, 100.0
+
     def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0, qkv_bias: bool = True) -> None:
+                 proj_drop: float = 0.0, qkv_bias: bool = True, qk_norm: bool = False) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"Attention: dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
+        # qk_norm: queries and keys L2-normalised per head, logits = cosine x a learned per-head scale
+        # (log-parametrised, capped at QK_SCALE_MAX), instead of q.k / sqrt(head_dim)
+        self.qk_log_scale = (nn.Parameter(torch.full((1, num_heads, 1, 1), math.log(self.QK_SCALE_INIT)))
+                             if qk_norm else None)
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(context_dim or dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
@@ -66,12 +75,17 @@ class Attention(nn.Module):
         q = self._heads(self.q(x))
         k, v = self.kv(x if context is None else context).chunk(2, dim=-1)
         k, v = self._heads(k), self._heads(v)
+        scale = None
+        if self.qk_log_scale is not None:
+            q = F.normalize(q, dim=-1) * self.qk_log_scale.clamp(max=math.log(self.QK_SCALE_MAX)).exp()
+            k = F.normalize(k, dim=-1)
+            scale = 1.0
         if cache is not None:
             if context is not None:
                 raise ValueError("Attention: a KV cache is only supported for self-attention")
             k, v = cache.append(k, v)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0, scale=scale
         )
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
@@ -117,10 +131,10 @@ class AdaLNBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, cond_dim: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
-                 attn_dropout: float = 0.0) -> None:
+                 attn_dropout: float = 0.0, qk_norm: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(dim, num_heads, attn_drop=attn_dropout, proj_drop=dropout)
+        self.attn = Attention(dim, num_heads, attn_drop=attn_dropout, proj_drop=dropout, qk_norm=qk_norm)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = FeedForward(dim, mlp_ratio, dropout)
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * dim))

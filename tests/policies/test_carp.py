@@ -131,8 +131,9 @@ def test_block_causal_mask():
     assert not torch.allclose(a[:, s3.stop :], b[:, s3.stop :], atol=1e-4)
 
 
-def test_kv_cached_decoding_matches_full_sequence_decoding():
-    p = _policy()
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_kv_cached_decoding_matches_full_sequence_decoding(qk_norm):
+    p = _policy(qk_norm=qk_norm)
     _randomise_adaln(p, seed=1)
     p.eval()
     cond = torch.randn(4, p.encoder.out_dim)
@@ -228,3 +229,29 @@ def test_config_files_build_and_bad_keys_fail():
         make_policy({"type": "carp", "scale": [1]}, SHAPE)
     with pytest.raises(ValueError, match="last scale"):
         make_policy({"type": "carp", "scales": [1, 2, 8]}, SHAPE)
+
+
+def test_qk_norm_attention_is_cosine_times_a_capped_per_head_scale():
+    """``qk_norm=True`` (the official code's attention): softmax(cos(q_h, k_h) * s_h) v with s_h = exp(log-scale)
+    starting at 4 and capped at 100; the policy builds it into every block."""
+    from robotrl.nn.transformer import Attention
+
+    torch.manual_seed(0)
+    att = Attention(16, 2, qk_norm=True).eval()
+    x = torch.randn(3, 5, 16)
+
+    def manual(scales):
+        q = att._heads(att.q(x))
+        k, v = att.kv(x).chunk(2, dim=-1)
+        k, v = att._heads(k), att._heads(v)
+        logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2) * scales.view(1, 2, 1, 1)
+        out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(3, 5, 16)
+        return att.proj(out)
+
+    with torch.no_grad():
+        assert torch.allclose(att(x), manual(torch.tensor([4.0, 4.0])), atol=1e-5)
+        att.qk_log_scale.copy_(torch.tensor([math.log(2.0), math.log(1e4)]).view(1, 2, 1, 1))
+        assert torch.allclose(att(x), manual(torch.tensor([2.0, 100.0])), atol=1e-5)  # second head capped
+    p = _policy(qk_norm=True)
+    assert all(b.attn.qk_log_scale is not None for b in p.transformer.blocks)
+    assert all(b.attn.qk_log_scale is None for b in _policy().transformer.blocks)

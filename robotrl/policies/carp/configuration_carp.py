@@ -31,6 +31,9 @@ class CARPConfig(PolicyConfig):
     num_heads: int = 8
     mlp_ratio: float = 4.0
     dropout: float = 0.0
+    #: L2-normalised queries/keys with a learned per-head logit scale (init 4, cap 100), as the official code's
+    #: attention (VAR's); off by default: our benchmark results were measured with plain scaled dot-product
+    qk_norm: bool = False
     # inference
     top_k: int = 1
     candidate_top_k: int = 8

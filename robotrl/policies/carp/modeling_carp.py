@@ -39,7 +39,7 @@ class CARPPolicy(Policy):
         )
         self.transformer = NextScaleTransformer(
             self.encoder.out_dim, self.tokenizer.groups, config.scales, config.vocab_size, config.code_dim,
-            config.width, config.depth, config.num_heads, config.mlp_ratio, config.dropout,
+            config.width, config.depth, config.num_heads, config.mlp_ratio, config.dropout, config.qk_norm,
         )
 
     # ------------------------------------------------------------------ stages

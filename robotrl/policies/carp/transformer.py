@@ -47,6 +47,7 @@ class NextScaleTransformer(nn.Module):
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         self.groups, self.scales = int(groups), tuple(int(s) for s in scales)
@@ -62,7 +63,8 @@ class NextScaleTransformer(nn.Module):
         self.lvl_embed = nn.Embedding(len(self.scales), width)
         for p in (self.pos_start, self.pos, self.lvl_embed.weight):
             nn.init.trunc_normal_(p, std=init_std)
-        self.blocks = nn.ModuleList([AdaLNBlock(width, num_heads, width, mlp_ratio, dropout, dropout) for _ in range(depth)])
+        self.blocks = nn.ModuleList([AdaLNBlock(width, num_heads, width, mlp_ratio, dropout, dropout, qk_norm)
+                                     for _ in range(depth)])
         self.head_norm = AdaLNHead(width, width)
         self.head = nn.Linear(width, vocab_size)
         level = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(self.sizes)])
