@@ -15,6 +15,9 @@ position and velocity; the goal is only in the image), 100 demonstrations, the i
 of both policies (``policy=diffusion_unet_image | carp_image``: ResNet-18-style encoder written
 here, GroupNorm, spatial softmax, random crop), 50 seeded episodes.
 
+``--policies carp_qk`` adds CARP with the official code's QK-normalised attention (``policy.qk_norm=true``) as
+a policy of its own (own run dirs and rows).
+
 Every (task, policy) pair is one training run in ``--runs-dir`` (resumed if it exists); ``--jobs``
 runs them in parallel processes (1 torch thread each). Writes
 ``bench/results/policies_<suite>.json`` with each run's success rate, steps and wall-clock;
@@ -48,11 +51,16 @@ MW_TASKS = ("pick-place", "push", "door-open", "drawer-close", "button-press")
 MW_POLICIES = {
     "diffusion": ("diffusion_unet", 20_000, 400, []),
     "carp": ("carp", 20_000, 600, []),
+    # the official CARP code's QK-normalised attention (robotrl's default is plain scaled dot-product)
+    "carp_qk": ("carp", 20_000, 600, ["policy.qk_norm=true"]),
 }
 IMG_POLICIES = {
     "diffusion": ("diffusion_unet_image", 20_000, 300, []),
     "carp": ("carp_image", 20_000, 500, []),
+    "carp_qk": ("carp_image", 20_000, 500, ["policy.qk_norm=true"]),
 }
+LABELS = {"diffusion": "Diffusion Policy (UNet, DDIM 10)", "carp": "CARP (greedy)",
+          "carp_qk": "CARP (greedy, QK-norm attention)"}
 
 
 def _compose(overrides: list[str]):
@@ -150,11 +158,11 @@ def build_rows(suite: str, results: list[dict]) -> list[dict]:
     """Per-run rows and, per policy, the average over the suite's tasks."""
     results = sorted(results, key=lambda r: (r["task"], r["policy"]))
     rows = []
-    for key in ("diffusion", "carp"):
+    for key in LABELS:
         rs = [r for r in results if r["policy"] == key]
         if not rs:
             continue
-        label = {"diffusion": "Diffusion Policy (UNet, DDIM 10)", "carp": "CARP (greedy)"}[key]
+        label = LABELS[key]
         for r in rs:
             rows.append(row(f"{suite}: {r['task']}: {label}", "success_rate", r["success_rate"],
                             episodes=r.get("n_episodes"), train_steps=r["steps"], wall_seconds=r["wall_seconds"],
@@ -176,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="parallel training processes")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--tasks", nargs="*", default=None, help="subset of tasks (metaworld)")
-    ap.add_argument("--policies", nargs="*", default=["diffusion", "carp"])
+    ap.add_argument("--policies", nargs="*", default=["diffusion", "carp"], choices=list(LABELS),
+                    help="carp_qk: CARP with the official code's QK-normalised attention (policy.qk_norm=true)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per run (default per policy)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--merge", action="store_true",
