@@ -156,7 +156,7 @@ def run_rlpd_part(quick: bool, steps: int) -> dict:
     wall = time.time() - t0
     res = {"curve": out["curve"], "final_success_20": out["curve"][-1]["mean_return"] if out["curve"] else None,
            "env_steps_per_s": steps / wall, "updates_per_s": out["updates_per_s"], "updates": out["updates"],
-           "wall_seconds": wall, "steps": steps}
+           "wall_seconds": wall, "steps": steps, "utd": 2}
     (PARTS / "part_rlpd.json").write_text(json.dumps(res, indent=1))
     return res
 
@@ -328,10 +328,11 @@ def main() -> None:
     n = res["steps"]
     per_seed = res.get("per_seed") or [res]
     rl_steps = rl.get("steps") or 0
+    utd = f"UTD {float(rl['utd']):g}" if rl.get("utd") is not None else "UTD 2"
     # a ratio across unequal budgets says nothing: the peer label names RLPD's steps and the ratio is dropped
-    peer_label = ("RLPD (robotrl.rl.rlpd), same demos/steps/UTD 2" if rl_steps >= n
-                  else "RLPD (robotrl.rl.rlpd): not run" if not rl.get("curve")
-                  else f"RLPD (robotrl.rl.rlpd), same demos, UTD 2, stopped at {rl_steps} env steps")
+    peer_label = ("RLPD (robotrl.rl.rlpd): not run" if not rl.get("curve")
+                  else f"RLPD (robotrl.rl.rlpd), same demos/steps/{utd}" if rl_steps == n
+                  else f"RLPD (robotrl.rl.rlpd), same demos, {utd}, {rl_steps} env steps (residual: {n})")
     rows = [
         row(f"{TASK['label']}, {TASK['demos']} demos, weak BC base {res['base_success_50']:.2f}: success after {n} env steps",
             "success_rate", res["final_success_50"], peer=peer_label,
@@ -342,7 +343,7 @@ def main() -> None:
                 "per_seed_base": [r["base_success_50"] for r in per_seed],
                 "std": res["final_success_50_std"]} if len(per_seed) > 1 else {})),
     ]
-    if rl_steps < n:
+    if rl_steps != n:
         rows[0]["ratio"] = None
     rows += [
         row(f"residual TD3 training loop, {TASK['label']} (UTD 2, 10x256x256 critic ensemble, batch 256)", "env_steps/s",
@@ -356,8 +357,6 @@ def main() -> None:
     if cut:
         notes.append(cut)
     if a.record_rlpd is not None:
-        if rl.get("utd") not in (None, 2, 2.0):
-            notes.append(f"the recorded RLPD run used UTD {rl['utd']} (the row label says 2)")
         if rl["steps"] < n:
             notes.append(f"RLPD run {a.record_rlpd} has reached env step {rl['steps']} of {n} so far (resumable; its "
                          "last evaluation is reported)")

@@ -40,7 +40,8 @@ class RLPDConfig:
     init_alpha: float = 1.0
     backup_entropy: bool = False
     #: SAC's entropy target; ``None`` = ``-act_dim / 2``, the official RLPD code's default (SAC's usual
-    #: ``-act_dim`` lets the policy get about half as noisy per dimension)
+    #: ``-act_dim`` drives the entropy 0.5 nat per dimension lower: ~0.6x the noise std). A run resumed from
+    #: a checkpoint takes the target of the current config.
     target_entropy: float | None = None
 
 

@@ -254,4 +254,9 @@ def test_qk_norm_attention_is_cosine_times_a_capped_per_head_scale():
         assert torch.allclose(att(x), manual(torch.tensor([2.0, 100.0])), atol=1e-5)  # second head capped
     p = _policy(qk_norm=True)
     assert all(b.attn.qk_log_scale is not None for b in p.transformer.blocks)
+    groups, over = p.optim_groups("transformer")  # the logit scales are not weight-decayed
+    assert over["weight_decay"] == 0.05 and "weight_decay" not in groups[0] and groups[1]["weight_decay"] == 0.0
+    assert {id(q) for q in groups[1]["params"]} == {id(b.attn.qk_log_scale) for b in p.transformer.blocks}
+    n_all = len(list(p.encoder.parameters())) + len(list(p.transformer.parameters()))
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == n_all
     assert all(b.attn.qk_log_scale is None for b in _policy().transformer.blocks)

@@ -79,9 +79,10 @@ def test_named_result_keeps_its_parts_apart_from_the_main_result(tmp_path, monke
     assert (tmp_path / "results" / "residual_curve_lift_other.png").exists()
 
 
-def test_rlpd_stopped_short_of_the_budget_is_labelled_and_gets_no_ratio(tmp_path, monkeypatch):
-    """An RLPD run recorded at fewer env steps than the residual's budget is named as such in the peer
-    column and the row has no ratio (a ratio across unequal budgets says nothing); no RLPD run: 'not run'."""
+def test_rlpd_peer_label_and_ratio_follow_its_budget(tmp_path, monkeypatch):
+    """An RLPD run recorded at other env steps than the residual's budget is named as such in the peer
+    column and the row has no ratio (a ratio across unequal budgets says nothing); no RLPD run: 'not run';
+    a run to the same budget keeps the ratio, and the label carries the run's own UTD."""
     import json
     import sys
 
@@ -101,12 +102,20 @@ def test_rlpd_stopped_short_of_the_budget_is_labelled_and_gets_no_ratio(tmp_path
     monkeypatch.setitem(br.TASKS, "lift", dict(br.TASKS["lift"], out=str(tmp_path / "bench_out")))
     monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path / "results")
     (tmp_path / "results").mkdir()
-    for name, extra in (("short", ["--record-rlpd", str(rlpd)]), ("none", [])):
+    full = tmp_path / "rlpd_full"
+    full.mkdir()
+    rows = [{"step": 100, "online_eval/mean_return": 0.3}, {"step": 100, "online_train/updates_per_s": 30.0}]
+    (full / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (full / "online_config.json").write_text(json.dumps({"utd": 4.0}))
+    for name, extra in (("short", ["--record-rlpd", str(rlpd)]), ("none", []), ("full", ["--record-rlpd", str(full)])):
         monkeypatch.setattr(sys, "argv", ["bench.residual", "--task", "lift", "--result", f"residual_lift_{name}",
                                           "--record-run", str(run), *extra])
         br.main()
     short = json.loads((tmp_path / "results" / "residual_lift_short.json").read_text())["rows"][0]
     assert short["peer_value"] == 0.3 and short["peer_env_steps"] == 50
-    assert "stopped at 50 env steps" in short["peer"] and short["ratio"] is None
+    assert "50 env steps (residual: 100)" in short["peer"] and short["ratio"] is None
     none = json.loads((tmp_path / "results" / "residual_lift_none.json").read_text())["rows"][0]
     assert none["peer"] == "RLPD (robotrl.rl.rlpd): not run" and none["peer_value"] is None
+    full_row = json.loads((tmp_path / "results" / "residual_lift_full.json").read_text())["rows"][0]
+    assert full_row["peer"] == "RLPD (robotrl.rl.rlpd), same demos/steps/UTD 4"  # the run's own UTD
+    assert full_row["ratio"] == pytest.approx(0.9 / 0.3)
