@@ -10,6 +10,19 @@ def _run(final: float, base: float, curve: list[tuple[int, float]], steps: int =
             "curve": [{"env_steps": s, "success_rate": v} for s, v in curve]}
 
 
+def _residual_run_dir(tmp_path):
+    """A finished residual run as robotrl-train leaves it: base 0.4, final 0.9 over 100 env steps."""
+    import json
+
+    run = tmp_path / "run-s0"
+    (run / "eval").mkdir(parents=True)
+    (run / "eval" / "metrics.json").write_text(json.dumps({"base_success_rate": 0.4, "success_rate": 0.9}))
+    (run / "residual_curve.json").write_text(json.dumps({
+        "curve": [{"env_steps": 0, "success_rate": 0.4}, {"env_steps": 100, "success_rate": 0.9}],
+        "env_steps_per_s": 10.0, "updates_per_s": 20.0, "updates": 200, "wall_seconds": 10.0, "env_steps": 100}))
+    return run
+
+
 def test_merge_seeds_means_and_keeps_each_seed():
     a = _run(0.9, 0.3, [(0, 0.3), (50, 0.6), (100, 0.9)])
     b = _run(0.8, 0.4, [(0, 0.4), (50, 0.8)], steps=50)  # cut short: no point at 100
@@ -59,12 +72,7 @@ def test_named_result_keeps_its_parts_apart_from_the_main_result(tmp_path, monke
     import bench.common
     import bench.residual as br
 
-    run = tmp_path / "run-s0"
-    (run / "eval").mkdir(parents=True)
-    (run / "eval" / "metrics.json").write_text(json.dumps({"base_success_rate": 0.4, "success_rate": 0.9}))
-    (run / "residual_curve.json").write_text(json.dumps({
-        "curve": [{"env_steps": 0, "success_rate": 0.4}, {"env_steps": 100, "success_rate": 0.9}],
-        "env_steps_per_s": 10.0, "updates_per_s": 20.0, "updates": 200, "wall_seconds": 10.0, "env_steps": 100}))
+    run = _residual_run_dir(tmp_path)
     out = tmp_path / "bench_out"
     monkeypatch.setitem(br.TASKS, "lift", dict(br.TASKS["lift"], out=str(out)))
     monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path / "results")
@@ -89,12 +97,7 @@ def test_rlpd_peer_label_and_ratio_follow_its_budget(tmp_path, monkeypatch):
     import bench.common
     import bench.residual as br
 
-    run = tmp_path / "run-s0"
-    (run / "eval").mkdir(parents=True)
-    (run / "eval" / "metrics.json").write_text(json.dumps({"base_success_rate": 0.4, "success_rate": 0.9}))
-    (run / "residual_curve.json").write_text(json.dumps({
-        "curve": [{"env_steps": 0, "success_rate": 0.4}, {"env_steps": 100, "success_rate": 0.9}],
-        "env_steps_per_s": 10.0, "updates_per_s": 20.0, "updates": 200, "wall_seconds": 10.0, "env_steps": 100}))
+    run = _residual_run_dir(tmp_path)
     rlpd = tmp_path / "rlpd"
     rlpd.mkdir()
     rows = [{"step": 50, "online_eval/mean_return": 0.3}, {"step": 50, "online_train/updates_per_s": 30.0}]
