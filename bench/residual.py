@@ -333,19 +333,18 @@ def main() -> None:
     peer_label = ("RLPD (robotrl.rl.rlpd): not run" if not rl.get("curve")
                   else f"RLPD (robotrl.rl.rlpd), same demos/steps/{utd}" if rl_steps == n
                   else f"RLPD (robotrl.rl.rlpd), same demos, {utd}, {rl_steps} env steps (residual: {n})")
-    rows = [
-        row(f"{TASK['label']}, {TASK['demos']} demos, weak BC base {res['base_success_50']:.2f}: success after {n} env steps",
+    main_row = row(f"{TASK['label']}, {TASK['demos']} demos, weak BC base {res['base_success_50']:.2f}: success after {n} env steps",
             "success_rate", res["final_success_50"], peer=peer_label,
             peer_value=rl["final_success_20"], goal=">= 0.9 within 100k env steps", peer_env_steps=rl.get("steps"),
             met=bool(res["final_success_50"] >= 0.9), seeds=len(per_seed), episodes=50, peer_episodes=20,
             base_success_rate=res["base_success_50"], env_steps=n,
             **({"per_seed": [r["final_success_50"] for r in per_seed],
                 "per_seed_base": [r["base_success_50"] for r in per_seed],
-                "std": res["final_success_50_std"]} if len(per_seed) > 1 else {})),
-    ]
+                "std": res["final_success_50_std"]} if len(per_seed) > 1 else {}))
     if rl_steps != n:
-        rows[0]["ratio"] = None
-    rows += [
+        main_row["ratio"] = None
+    rows = [
+        main_row,
         row(f"residual TD3 training loop, {TASK['label']} (UTD 2, 10x256x256 critic ensemble, batch 256)", "env_steps/s",
             res["env_steps_per_s"], peer="RLPD loop (same UTD)", peer_value=rl["env_steps_per_s"]),
         row("residual TD3 gradient updates", "updates/s", res["updates_per_s"], peer="RLPD (SAC, 10 critics)",

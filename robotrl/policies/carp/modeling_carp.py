@@ -61,14 +61,13 @@ class CARPPolicy(Policy):
                 "lr": cfg.tokenizer_lr, "betas": tuple(cfg.tokenizer_betas), "weight_decay": cfg.tokenizer_weight_decay,
             }
         if stage == "transformer":
-            params = list(self.encoder.parameters()) + list(self.transformer.parameters())
+            named = list(self.encoder.named_parameters()) + list(self.transformer.named_parameters(prefix="transformer"))
             over = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay, "grad_clip": cfg.grad_clip}
-            # QK-norm logit scales are not decayed (weight decay would pull every head's scale towards 1)
-            scales = {id(m.qk_log_scale) for m in self.transformer.modules() if getattr(m, "qk_log_scale", None) is not None}
-            if not scales:
-                return params, over
-            return [{"params": [q for q in params if id(q) not in scales]},
-                    {"params": [q for q in params if id(q) in scales], "weight_decay": 0.0}], over
+            skip = {f"transformer.{n}" for n in self.transformer.no_decay_parameter_names()}
+            if not skip:
+                return [q for _, q in named], over
+            return [{"params": [q for n, q in named if n not in skip]},
+                    {"params": [q for n, q in named if n in skip], "weight_decay": 0.0}], over
         raise ValueError(f"carp policy has stages {self.stages}, not {stage!r}")
 
     # ------------------------------------------------------------------ losses

@@ -78,6 +78,10 @@ class NextScaleTransformer(nn.Module):
         nn.init.zeros_(self.head_norm.ada_lin[-1].bias)
         self.head.weight.data.mul_(0.1)  # small initial logits: near-uniform token distribution
 
+    def no_decay_parameter_names(self) -> set[str]:
+        """The QK-norm logit scales (weight decay would pull every head's scale towards 1); empty without qk_norm."""
+        return {n for n, _ in self.named_parameters() if n.endswith("qk_log_scale")}
+
     @staticmethod
     def _init_linear(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
